@@ -1,0 +1,56 @@
+# pcsweep: one entry point. `make` lists the recipes.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+GRID   ?= grids/demo.yaml
+ROOT   ?= runs
+
+.PHONY: help install install-test demo test test-fast bench slurm-up slurm-down gpu-check clean
+
+help:  ## list the recipes
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed  ## create .venv and install pcsweep with its pinned dependencies
+
+install-test: $(VENV)/.installed-test  ## install pcsweep with the test extras
+
+demo: install  ## run the demo grid end to end on this machine: launch (local), collect, plots
+	$(BIN)/python -m launch $(GRID) --executor local --root $(ROOT)
+	$(BIN)/python -m collect $(GRID) --root $(ROOT)
+	$(BIN)/python -m plots $(GRID) --root $(ROOT)
+	@echo "Figures: $$(cd $(ROOT)/demo/figures && pwd)"
+
+test: install-test  ## run the whole test suite (SLURM tests skip without a cluster, fail in CI)
+	$(BIN)/python -m pytest
+
+test-fast: install-test  ## the tests that need neither SLURM nor slow trainings
+	$(BIN)/python -m pytest -m 'not slurm and not slow'
+
+bench: install  ## run the benchmarks (prints ratios against baselines measured in the same run)
+	$(BIN)/python bench/train_throughput.py --quick
+	$(BIN)/python bench/launch_scale.py
+	$(BIN)/python bench/collect_scale.py --trials 5000
+
+slurm-up:  ## start the local single-node SLURM cluster (root, Debian/Ubuntu)
+	scripts/slurm-dev-cluster up
+
+slurm-down:  ## stop it
+	scripts/slurm-dev-cluster down
+
+gpu-check: install  ## on a GPU node: devices, one paper-shaped group, trials/s, peak memory
+	scripts/gpu-check
+
+clean:  ## remove the demo run folder
+	rm -rf $(ROOT)/demo
