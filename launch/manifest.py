@@ -1,0 +1,151 @@
+"""Submission manifests (DESIGN.md section 4): what one launch sent, written atomically as JSON.
+
+`runs/<grid>/submissions/<UTC stamp>.json` holds the trial ids per task, the array job ids (with the
+task keys in array-index order), the sbatch parameters, the image and python command, the git sha and
+dirty flag and the package versions. Status, cancel and relaunch read these files; the submitit
+`Job` objects are never needed again (submitit #1625/#1627: nothing else persists this mapping).
+
+Pure standard library (no submitit, no jax): status runs on a login node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pc.paths import RunPaths
+
+CODE_ROOT = Path(__file__).resolve().parents[1]
+# Packages whose versions go into the manifest (read from metadata; nothing is imported).
+VERSIONED = ("pcx", "jax", "jaxlib", "equinox", "optax", "submitit", "cloudpickle", "h5py", "numpy")
+MANIFEST_KEYS = ("grid", "stamp", "executor", "tasks", "arrays", "sbatch", "image", "python_command",
+                 "git_sha", "git_dirty", "versions", "options")
+
+
+class ManifestError(ValueError):
+    """A submission manifest that cannot be read (names the file)."""
+
+
+def write_json_atomic(path: Path, obj: Any) -> Path:
+    """Write JSON to `<path>.tmp.<pid>` then `os.replace`: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def new_stamp(paths: RunPaths, now: datetime | None = None) -> str:
+    """Reserve a unique UTC stamp `YYYYmmddTHHMMSSZ[-n]` for a new manifest (O_EXCL, so two
+    launches in the same second get different stamps). Stamps sort in submission order."""
+    base = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    paths.submissions_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        stamp = base if n == 1 else f"{base}-{n}"
+        try:
+            fd = os.open(paths.submission(stamp), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return stamp
+    raise ManifestError(f"{paths.submissions_dir}: could not reserve a stamp for {base}")
+
+
+def git_state(code_root: Path = CODE_ROOT, timeout_s: float = 10) -> tuple[str, bool]:
+    """(sha, dirty) of the code that the tasks will import; ("unknown", True) outside git."""
+    try:
+        sha = subprocess.run(["git", "-C", str(code_root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=timeout_s)
+        dirty = subprocess.run(["git", "-C", str(code_root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown", True
+    if sha.returncode != 0:
+        return "unknown", True
+    return sha.stdout.strip(), bool(dirty.stdout.strip()) or dirty.returncode != 0
+
+
+def package_versions(names: Iterable[str] = VERSIONED) -> dict[str, str]:
+    """Installed versions from package metadata (no imports), plus the Python version."""
+    versions = {"python": sys.version.split()[0]}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def array_entry(job_id: str, task_keys: Iterable[str]) -> dict[str, Any]:
+    """One manifest array: its job id and its task keys in array-index order (index a is `<id>_<a>`)."""
+    return {"job_id": str(job_id), "task_keys": list(task_keys)}
+
+
+def write_manifest(paths: RunPaths, manifest: Mapping[str, Any]) -> Path:
+    """Write (or rewrite, as arrays are added) the manifest of `manifest["stamp"]` atomically."""
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise ManifestError(f"manifest for {manifest.get('stamp')}: missing keys {missing}")
+    return write_json_atomic(paths.submission(manifest["stamp"]), dict(manifest))
+
+
+@dataclass(frozen=True)
+class ArrayRecord:
+    """One submitted array, flattened from a manifest, with the trials of each of its tasks."""
+
+    stamp: str
+    executor: str
+    job_id: str
+    task_keys: tuple[str, ...]
+    tasks: Mapping[str, tuple[str, ...]]  # task key -> trial ids
+
+    def task_job_id(self, index: int) -> str:
+        """The scheduler id of array element `index` (`<A>_<a>` on SLURM; the job id elsewhere)."""
+        return f"{self.job_id}_{index}" if self.executor == "slurm" else self.job_id
+
+
+def read_manifests(paths: RunPaths) -> list[dict[str, Any]]:
+    """Every complete manifest of the grid, oldest first. A stamp file reserved by a launch that
+    has not written it yet (empty) is skipped; an unreadable one raises ManifestError."""
+    manifests = []
+    if not paths.submissions_dir.is_dir():
+        return manifests
+    for path in sorted(paths.submissions_dir.glob("*.json")):
+        text = path.read_text()
+        if not text.strip():
+            continue
+        try:
+            manifest = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{path}: not valid JSON ({e}); move it away if it is not a manifest") from e
+        if not isinstance(manifest, dict) or "arrays" not in manifest or "tasks" not in manifest:
+            raise ManifestError(f"{path}: not a pcsweep submission manifest (no 'arrays'/'tasks')")
+        manifests.append(manifest)
+    return manifests
+
+
+def array_records(paths: RunPaths) -> list[ArrayRecord]:
+    """All submitted arrays of the grid, oldest first."""
+    records = []
+    for manifest in read_manifests(paths):
+        tasks = manifest["tasks"]
+        for array in manifest["arrays"]:
+            keys = tuple(array["task_keys"])
+            records.append(ArrayRecord(
+                stamp=manifest["stamp"], executor=manifest.get("executor", "slurm"),
+                job_id=str(array["job_id"]), task_keys=keys,
+                tasks={k: tuple(tasks.get(k, ())) for k in keys},
+            ))
+    return records

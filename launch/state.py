@@ -1,0 +1,170 @@
+"""What has happened to a grid's trials, from the files first and the scheduler second.
+
+Files are the truth (style.md item 4): a trial is done when a shard with `complete=True` holds it,
+failed when `failed/<trial_id>.json` exists. `squeue` only adds "still queued or running" and
+`sacct` only adds a reason; both are called with a timeout and their absence is tolerated, because
+real clusters may lack accounting (slurm-ci.md) and status must never hang.
+
+No jax, no submitit: runs on a login node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pc.paths import RunPaths
+from pc.shard import ShardError, open_shard
+
+SCHEDULER_TIMEOUT_S = 20.0
+RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"})
+# Anything else squeue still lists (PENDING, REQUEUED, REQUEUE_HOLD, SUSPENDED, PREEMPTED, ...) waits.
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One job (array element) that the scheduler still lists."""
+
+    job_id: str  # <A>_<a> for array elements
+    state: str  # squeue's %T, e.g. PENDING, RUNNING
+    reason: str  # squeue's %r, e.g. Resources, Priority, None
+
+    @property
+    def running(self) -> bool:
+        return self.state in RUNNING_STATES
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """One finished (or current) job as sacct records it."""
+
+    job_id: str
+    state: str  # first word: COMPLETED, FAILED, TIMEOUT, OUT_OF_MEMORY, CANCELLED, NODE_FAIL, ...
+    exit_code: str  # "<code>:<signal>"
+
+
+def done_trials(paths: RunPaths) -> tuple[dict[str, Path], list[str]]:
+    """Trial id -> newest valid shard holding it, and the shards that are not valid results.
+
+    A shard without `complete` (a killed writer) or an unreadable file counts for nothing; its path
+    and the reason are returned so status can name it. Temporary `*.tmp.<pid>` files are ignored.
+    """
+    done: dict[str, Path] = {}
+    bad: list[str] = []
+    if not paths.shards_dir.is_dir():
+        return done, bad
+    shards = sorted(paths.shards_dir.glob("*.h5"), key=lambda p: p.stat().st_mtime)
+    for shard_path in shards:
+        try:
+            with open_shard(shard_path) as shard:
+                for trial_id in shard.trial_ids:
+                    done[trial_id] = shard_path
+        except ShardError as e:
+            bad.append(str(e))
+    return done, bad
+
+
+def failed_records(paths: RunPaths) -> dict[str, dict[str, Any]]:
+    """Trial id -> its `failed/<trial_id>.json` record (an unreadable record still counts as failed)."""
+    records: dict[str, dict[str, Any]] = {}
+    if not paths.failed_dir.is_dir():
+        return records
+    for path in paths.failed_dir.glob("*.json"):
+        try:
+            records[path.stem] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            records[path.stem] = {"trial_id": path.stem, "error": f"unreadable failure record {path}: {e}"}
+    return records
+
+
+def _run(cmd: list[str], timeout_s: float) -> str | None:
+    """stdout of a scheduler command, or None if it is missing, fails or times out."""
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def squeue(grid: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> dict[str, QueueEntry] | None:
+    """The grid's jobs that SLURM still lists (one line per array element, `squeue -r`), by job id.
+
+    Queries by the job name `pcsweep-<grid>` and the current user, so purged or unknown job ids
+    cannot make squeue fail. None when squeue is missing, errors or times out (unknown, not empty).
+    """
+    out = _run(["squeue", "--me", "-h", "-r", "-n", f"pcsweep-{grid}", "-o", "%i|%T|%r"], timeout_s)
+    if out is None:
+        return None
+    entries = {}
+    for line in out.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            entries[parts[0]] = QueueEntry(*parts)
+    return entries
+
+
+def sacct(job_ids: list[str], timeout_s: float = SCHEDULER_TIMEOUT_S) -> dict[str, Accounting] | None:
+    """Final states of array jobs from accounting, by `<A>_<a>`; None without accounting or on timeout."""
+    if not job_ids:
+        return {}
+    cmd = ["sacct", "-n", "-P", "-X", "-o", "JobID,State,ExitCode"]
+    for job_id in job_ids:
+        cmd += ["-j", job_id]
+    out = _run(cmd, timeout_s)
+    if out is None:
+        return None
+    records = {}
+    for line in out.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3 and parts[0]:
+            records[parts[0]] = Accounting(parts[0], parts[1].split()[0] if parts[1] else "", parts[2])
+    return records
+
+
+def local_job_id(pid: int | None = None) -> str:
+    """The job id recorded for local and debug runs: `local:<host>:<pid>`."""
+    return f"local:{socket.gethostname()}:{pid if pid is not None else os.getpid()}"
+
+
+def local_alive(job_id: str) -> bool | None:
+    """Whether a `local:<host>:<pid>` run is still alive; None when it ran on another host."""
+    try:
+        _, host, pid = job_id.split(":")
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie or a recycled pid is not our launcher: check its command line when we can.
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        return b"launch" in cmdline.read_bytes()
+    except OSError:
+        return True
+
+
+def log_tail(path: Path, lines: int = 1, max_bytes: int = 20_000) -> str:
+    """The last non-empty lines of a log (read from its end only); "" when absent."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])

@@ -1,0 +1,249 @@
+"""The task side (DESIGN.md section 7): one picklable callable that every executor runs.
+
+A `PcsweepTask` carries only small arguments (run root, grid name, task key, trial ids). Inside the
+call it expands `runs/<grid>/grid.yaml`, imports `pc.trials` (jax) and trains its trials, writes one
+shard, writes `failed/<trial_id>.json` for each trial that raised, and raises at the end if any did,
+so SLURM records FAILED and a non-zero exit.
+
+Shards are one file per task attempt: attempt 0 writes `shards/<task_key>.h5`, attempt n > 0 writes
+`shards/<task_key>.a<n>.h5` (and a name that is taken gets a `.<k>` suffix), so a requeued attempt
+never overwrites what an earlier one finished. On timeout or preemption submitit sends USR2 and calls
+`checkpoint`: the trials finished so far go into a shard now, and the requeued job runs only the
+rest (attempt + 1).
+
+`python -m launch.task --root R --grid G --task-key K [--attempt N] ID ...` runs one task in a fresh
+process: the local executor uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from launch.manifest import write_json_atomic
+from pc.paths import RunPaths
+
+TRACEBACK_LINES = 30
+LOCAL_JOB_ENV = "PCSWEEP_JOB_ID"  # set by the local executor: its job id for failure records
+LOCAL_LOG_ENV = "PCSWEEP_TASK_LOG"  # set by the local executor: the task's log file
+
+
+class TaskError(RuntimeError):
+    """A task that cannot run (grid file missing or changed) or whose trials raised."""
+
+
+def _job_id() -> str:
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}"
+    return env.get("SLURM_JOB_ID") or env.get(LOCAL_JOB_ENV, f"local:{socket.gethostname()}:{os.getpid()}")
+
+
+def _log_paths(paths: RunPaths) -> list[str]:
+    """Where this task's output goes: submitit's `%A_%a_%t_log.{out,err}` on SLURM, else the local log."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        stem = f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}_{env.get('SLURM_PROCID', '0')}"
+        return [str(paths.slurm_dir / f"{stem}_log.out"), str(paths.slurm_dir / f"{stem}_log.err")]
+    return [env[LOCAL_LOG_ENV]] if env.get(LOCAL_LOG_ENV) else []
+
+
+def set_env_defaults(paths: RunPaths, platform: str | None = None) -> None:
+    """Defaults for a task process that the launcher did not already export (setdefault only).
+
+    The SLURM setup exports the full task environment; these cover local and debug runs.
+    """
+    if platform:
+        os.environ["JAX_PLATFORMS"] = platform
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(paths.jax_cache_dir))
+
+
+def shard_key(task_key: str, attempt: int) -> str:
+    """The shard's task key for one attempt: `<task_key>` first, then `<task_key>.a<attempt>`."""
+    return task_key if attempt == 0 else f"{task_key}.a{attempt}"
+
+
+def _free_shard_path(paths: RunPaths, key: str) -> tuple[str, Path]:
+    path = paths.shard(key)
+    k = 1
+    while path.exists():
+        k += 1
+        path = paths.shard(f"{key}.{k}")
+    return path.stem, path
+
+
+def load_configs(paths: RunPaths, trial_ids: tuple[str, ...]) -> list[Any]:
+    """The TrialConfigs of `trial_ids`, expanded from the run folder's grid.yaml (in the given order)."""
+    from launch.grid import load_grid
+
+    if not paths.grid_yaml.exists():
+        raise TaskError(f"{paths.grid_yaml}: missing; this task's grid was never launched into {paths.root}")
+    grid = load_grid(paths.grid_yaml)
+    by_id = {cfg.trial_id: cfg for cfg in grid.trials}
+    missing = [t for t in trial_ids if t not in by_id]
+    if missing:
+        raise TaskError(
+            f"{paths.grid_yaml}: {len(missing)} trial id(s) of this task are not in the grid "
+            f"(first: {missing[0]}); the grid was changed after submission (a --force relaunch?). "
+            "Relaunch the grid to submit its current trials."
+        )
+    return [by_id[t] for t in trial_ids]
+
+
+@dataclass
+class PcsweepTask:
+    """Train some trials of a grid and store their results; picklable, tiny, importable anywhere.
+
+    Args:
+        root: the run root (`runs/`); the grid's folder is `<root>/<grid>`.
+        grid: the grid name.
+        task_key: this task's key in the submission manifest.
+        trial_ids: the trials to train, all in `<root>/<grid>/grid.yaml`.
+        attempt: 0 for the first run; +1 for each checkpoint requeue.
+        prior_failed: trials that raised in earlier attempts, so the last attempt still exits non-zero.
+        progress: show pc's per-trial progress (debug runs).
+    """
+
+    root: str
+    grid: str
+    task_key: str
+    trial_ids: tuple[str, ...]
+    attempt: int = 0
+    prior_failed: tuple[str, ...] = ()
+    progress: bool = False
+    _finished: list = field(default_factory=list, init=False, repr=False, compare=False)
+    _failed: list = field(default_factory=list, init=False, repr=False, compare=False)
+    _written: Path | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_finished=[], _failed=[], _written=None)  # results never travel in pickles
+        return state
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths.of(self.grid, self.root)
+
+    def __call__(self) -> dict[str, Any]:
+        """Run the trials; returns a small summary. Raises TaskError if any trial raised."""
+        paths = self.paths
+        self._finished, self._failed, self._written = [], [], None
+        if not self.trial_ids:
+            return self._summary(None)
+        set_env_defaults(paths)
+        configs = load_configs(paths, tuple(self.trial_ids))
+        from pc.shard import TrialResult
+        from pc.trials import iter_trial_results
+
+        for item in iter_trial_results(configs, progress=self.progress):
+            if isinstance(item, TrialResult):
+                self._finished.append(item)
+            else:
+                self._failed.append(item.trial_id)
+                self._record_failure(paths, item)
+        shard = self._write_shard(paths)
+        failed = list(self.prior_failed) + self._failed
+        if failed:
+            raise TaskError(
+                f"task {self.task_key}: {len(failed)} of {len(self.trial_ids) + len(self.prior_failed)} "
+                f"trial(s) raised: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}; see "
+                f"{paths.failed_dir}/<trial_id>.json (finished trials are in {shard or 'no shard'})"
+            )
+        return self._summary(shard)
+
+    def _summary(self, shard: Path | None) -> dict[str, Any]:
+        return {"task_key": self.task_key, "attempt": self.attempt, "shard": str(shard) if shard else None,
+                "done": len(self._finished), "failed": len(self._failed)}
+
+    def _write_shard(self, paths: RunPaths) -> Path | None:
+        """Write the finished trials (once per attempt) and drop stale failure records of them."""
+        if self._written is not None or not self._finished:
+            return self._written
+        from launch.manifest import git_state, package_versions
+        from pc.shard import write_shard
+
+        sha, dirty = git_state()
+        key, path = _free_shard_path(paths, shard_key(self.task_key, self.attempt))
+        attrs = {"git_sha": sha, "git_dirty": dirty, "versions": package_versions(),
+                 "attempt": self.attempt, "job_id": _job_id(), "image_digest": os.environ.get("PCSWEEP_IMAGE_DIGEST", ""),
+                 "device_kind": _device_kind()}
+        self._written = write_shard(path, self._finished, grid=self.grid, task_key=key, attrs=attrs)
+        for trial in self._finished:
+            paths.failed(trial.trial_id).unlink(missing_ok=True)
+        return self._written
+
+    def _record_failure(self, paths: RunPaths, failure: Any) -> None:
+        tb = getattr(failure, "traceback", "") or ""
+        tb_text = tb if isinstance(tb, str) else "".join(traceback.format_list(tb))
+        write_json_atomic(paths.failed(failure.trial_id), {
+            "trial_id": failure.trial_id,
+            "task_key": self.task_key,
+            "error": str(failure.error),
+            "traceback_tail": "\n".join(tb_text.rstrip().splitlines()[-TRACEBACK_LINES:]),
+            "host": socket.gethostname(),
+            "job_id": _job_id(),
+            "attempt": self.attempt,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "log_paths": _log_paths(paths),
+        })
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit's USR2 hook (timeout or preemption): save what is finished, requeue the rest.
+
+        Returns a `DelayedSubmission` of a task with only the unfinished trials and attempt + 1.
+        """
+        import submitit
+
+        self._write_shard(self.paths)
+        settled = {t.trial_id for t in self._finished} | set(self._failed)
+        rest = tuple(t for t in self.trial_ids if t not in settled)
+        print(f"pcsweep: checkpoint of task {self.task_key} attempt {self.attempt}: "
+              f"{len(self._finished)} finished, {len(rest)} requeued", flush=True)
+        return submitit.helpers.DelayedSubmission(PcsweepTask(
+            self.root, self.grid, self.task_key, rest, self.attempt + 1,
+            prior_failed=tuple(self.prior_failed) + tuple(self._failed), progress=self.progress))
+
+
+def _device_kind() -> str:
+    """The JAX device kind if jax is already loaded by the trials (never imports it here)."""
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return ""
+    try:
+        return str(jax.devices()[0].device_kind)
+    except Exception:  # noqa: BLE001 - provenance only
+        return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one task in this process (the local executor's subprocess entry)."""
+    parser = argparse.ArgumentParser(prog="python -m launch.task", description=main.__doc__)
+    parser.add_argument("--root", required=True, help="run root (the folder holding <grid>/)")
+    parser.add_argument("--grid", required=True, help="grid name")
+    parser.add_argument("--task-key", required=True, help="task key from the submission manifest")
+    parser.add_argument("--attempt", type=int, default=0, help="attempt number (0 = first)")
+    parser.add_argument("--progress", action="store_true", help="show per-trial progress")
+    parser.add_argument("trial_ids", nargs="+", help="trial ids of this task")
+    args = parser.parse_args(argv)
+    task = PcsweepTask(args.root, args.grid, args.task_key, tuple(args.trial_ids), args.attempt,
+                       progress=args.progress)
+    try:
+        summary = task()
+    except TaskError as e:
+        print(f"pcsweep task failed: {e}", file=sys.stderr)
+        return 1
+    print(f"pcsweep task done: {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
