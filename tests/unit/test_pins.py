@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +39,10 @@ def parse_pins(requirements: list[str], source: str) -> Pins:
     """Parse `name[extras]==version` strings into Pins; anything else is a PinError naming `source`."""
     pins: Pins = {}
     for text in requirements:
-        req = Requirement(text)
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as e:
+            raise PinError(f"{source}: {text!r} is not a requirement ({e})") from e
         specs = list(req.specifier)
         if len(specs) != 1 or specs[0].operator != "==":
             raise PinError(f"{source}: {text!r} is not an exact pin (expected name==version)")
