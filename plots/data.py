@@ -1,0 +1,200 @@
+"""Reading `collect`'s output (summary.csv, results.h5) and the grid, for the figures.
+
+The only module of `plots` that opens files, so that it can switch to `collect.load_summary` /
+`collect.load_trial` in one place. Imports pandas, numpy and h5py only (no jax).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from pc.paths import RunPaths
+
+CONFIG_PREFIXES = ("data.", "model.", "train.")
+
+
+class SkipFigure(Exception):
+    """A figure whose data are absent from the grid: the message says which rows were missing."""
+
+
+def _round12(x: Any) -> Any:
+    """Round a float to 12 significant digits, as the canonical trial config does (quirk Q7)."""
+    if isinstance(x, float) and math.isfinite(x) and x != 0:
+        return float(f"{x:.12g}")
+    return x
+
+
+def optim_label(w_optimizer: str, w_momentum: float) -> str:
+    """`optim` as collect writes it, e.g. "sgd-0.9", "adamw-0.9", "sgd-0.0"."""
+    return f"{w_optimizer}-{float(w_momentum)}"
+
+
+def normalize_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Make a summary table safe to group: rounded γ, boolean constant_width, optim/condition present."""
+    df = summary.copy()
+    for col in ("train.h_lr", "train.w_lr", "train.w_momentum"):
+        if col in df:
+            df[col] = df[col].astype(float).map(_round12)
+    if "model.constant_width" in df:
+        df["model.constant_width"] = df["model.constant_width"].map(
+            lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
+    if "optim" not in df and {"train.w_optimizer", "train.w_momentum"} <= set(df.columns):
+        df["optim"] = [optim_label(o, m) for o, m in zip(df["train.w_optimizer"], df["train.w_momentum"])]
+    if "condition" not in df and {"model.kind", "optim"} <= set(df.columns):
+        df["condition"] = df["model.kind"].astype(str) + "-" + df["optim"].astype(str)
+    if "status" not in df:
+        df["status"] = "ok"
+    df["trial_id"] = df["trial_id"].astype(str)
+    return df
+
+
+def load_summary(path: Path) -> pd.DataFrame:
+    """Read `summary.csv` (one row per trial) and normalise it."""
+    return normalize_summary(pd.read_csv(path, dtype={"trial_id": str}))
+
+
+def config_columns(summary: pd.DataFrame) -> list[str]:
+    """Every flattened config column except the seed: what defines one experimental condition."""
+    return [c for c in summary.columns if c.startswith(CONFIG_PREFIXES)]
+
+
+def condition_key(summary: pd.DataFrame) -> pd.Series:
+    """One string per row naming its condition (all config columns but `seed`): the paper's
+    `all_experimental_vars`, made complete so that two conditions never share a key."""
+    cols = config_columns(summary)
+    return pd.Series(["|".join(map(str, values)) for values in summary[cols].itertuples(index=False)],
+                     index=summary.index, dtype=object)
+
+
+def for_dataset(summary: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+    """Rows of one dataset (all rows when `dataset` is None)."""
+    return summary if dataset is None else summary[summary["data.dataset"] == dataset]
+
+
+def require(rows: pd.DataFrame, what: str) -> pd.DataFrame:
+    """Return `rows`, or raise SkipFigure("no rows with <what>") when empty."""
+    if rows.empty:
+        raise SkipFigure(f"no rows with {what}")
+    return rows
+
+
+def paper_energy_trials(summary: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+    """The trials the paper's energy figure shows: all seeds of one PC AdamW condition.
+
+    As `energy_over_T_plot` did: among PC rows with optim adamw-0.9, take for each γ the row with
+    the best accuracy, sort those rows by accuracy (descending), keep the top one's condition and
+    return every seed of it.
+    """
+    rows = for_dataset(summary, dataset)
+    rows = require(rows[(rows["model.kind"] == "pc") & (rows["optim"] == "adamw-0.9")],
+                   f"model.kind=pc, optim=adamw-0.9 for {dataset}")
+    rows = require(rows[rows["accuracy"].notna()], "a finite accuracy (all diverged)")
+    best_per_gamma = rows.loc[rows.groupby("train.h_lr")["accuracy"].idxmax()]
+    top = best_per_gamma.sort_values("accuracy", ascending=False, kind="stable").iloc[0]
+    keys = condition_key(rows)
+    return rows[keys == keys.loc[top.name]]
+
+
+def read_arrays(results: Path, trial_ids: Iterable[str], name: str) -> dict[str, np.ndarray]:
+    """`/trials/<id>/<name>` of each trial from results.h5 (e.g. name="energy": [E, B, T+1, L])."""
+    out: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(results, "r") as f:
+            for tid in trial_ids:
+                out[tid] = np.asarray(f["trials"][tid][name][()], dtype=np.float64)
+    except (OSError, KeyError) as e:
+        raise SkipFigure(f"cannot read {name} from {results}: {e}") from e
+    return out
+
+
+# --- the grid: which trials were expected --------------------------------------------------------
+
+def grid_name_and_yaml(grid: str, root: Path | None) -> tuple[str, Path | None]:
+    """GRID as given on the command line (a name or a grid yaml path) → (name, grid yaml or None).
+
+    A yaml path names its grid by its `name:` key (else the file stem); for a bare name the run
+    folder's `grid.yaml` (the grid as launched) is used when present.
+    """
+    path = Path(grid)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        import yaml
+
+        with path.open() as fh:
+            doc = yaml.safe_load(fh) or {}
+        name = doc.get("name") if isinstance(doc, dict) else None
+        return str(name or path.stem), path
+    name = path.stem if path.suffix in (".yaml", ".yml") else grid
+    launched = RunPaths.of(name, root).grid_yaml
+    return name, launched if launched.is_file() else None
+
+
+def _as_mapping(obj: Any) -> Mapping[str, Any]:
+    if isinstance(obj, Mapping):
+        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    for attr in ("to_mapping", "to_dict", "as_dict"):
+        if hasattr(obj, attr):
+            return getattr(obj, attr)()
+    raise TypeError(f"cannot read a config from {type(obj).__name__}")
+
+
+def expected_trials(grid_yaml: Path | None) -> tuple[pd.DataFrame | None, str]:
+    """The grid's trials as rows (trial_id, data.dataset, model.kind, optim, model.constant_width).
+
+    Returns (None, reason) when the grid cannot be expanded (no grid.yaml, or `launch.grid`
+    unavailable): the coverage figure then counts only what is present, and says so.
+    """
+    if grid_yaml is None:
+        return None, "no grid.yaml found"
+    try:
+        from launch.grid import load_grid  # lazily: launch is optional for plotting
+
+        trials = load_grid(grid_yaml).trials
+    except Exception as e:  # noqa: BLE001 - any failure only downgrades the coverage figure
+        return None, f"could not expand {grid_yaml} ({type(e).__name__}: {e})"
+    from pc.config import trial_id as compute_id
+
+    rows = []
+    for trial in trials:
+        cfg = _as_mapping(getattr(trial, "config", trial))
+        tid = getattr(trial, "trial_id", None) or compute_id(cfg)
+        rows.append({"trial_id": str(tid), "data.dataset": cfg["data"]["dataset"],
+                     "model.kind": cfg["model"]["kind"],
+                     "optim": optim_label(cfg["train"]["w_optimizer"], cfg["train"]["w_momentum"]),
+                     "model.constant_width": bool(cfg["model"].get("constant_width", False))})
+    return pd.DataFrame(rows), f"expected from {grid_yaml.name}"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the figures of one grid read: its summary, its results file and its grid file."""
+
+    grid: str
+    summary: pd.DataFrame
+    results: Path
+    grid_yaml: Path | None
+
+    @classmethod
+    def load(cls, grid: str, root: Path | None = None) -> "Inputs":
+        """Load GRID (a name or a yaml path) from its run folder; FileNotFoundError names the fix."""
+        name, grid_yaml = grid_name_and_yaml(grid, root)
+        paths = RunPaths.of(name, root)
+        if not paths.summary.is_file():
+            raise FileNotFoundError(
+                f"{paths.summary}: no summary table for grid {name!r}; run `python -m collect {grid}"
+                f"{'' if root is None else f' --root {root}'}` first")
+        return cls(name, load_summary(paths.summary), paths.results, grid_yaml)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted(self.summary["data.dataset"].dropna().astype(str).unique())

@@ -1,0 +1,42 @@
+"""PC accuracy against γ in every width × activation cell, SGD (0.9) against AdamW (appendix grid).
+
+As `all_accuracies_plot`: `catplot(kind="box")`, x = γ, y = accuracy, columns = width, rows =
+activation, hue = optimiser, height 2.5 in and aspect 1.2 per cell; pools all w_lr and seeds.
+Fixes quirk Q19 (PC rows only). Drawn for every dataset present, not only FashionMNIST.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from plots import style
+from plots.data import for_dataset, require
+
+OPTIMS = ("sgd-0.9", "adamw-0.9")
+
+
+def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
+    rows = for_dataset(summary, dataset)
+    rows = require(rows[(rows["model.kind"] == "pc") & rows["optim"].isin(OPTIMS)],
+                   f"model.kind=pc and optim in {OPTIMS} for {dataset}")
+    rows = rows.assign(Optimizer=rows["optim"].map(style.OPTIMIZER_LABELS),
+                       Activation=rows["model.activation"].map(lambda a: style.ACTIVATION_LABELS.get(a, a)),
+                       Width=rows["model.width"].astype(int))
+    gammas = sorted(rows["train.h_lr"].unique())
+    hue_order = [style.OPTIMIZER_LABELS[o] for o in OPTIMS if o in set(rows["optim"])]
+    g = sns.catplot(rows, kind="box", x="train.h_lr", y="accuracy", col="Width", row="Activation",
+                    hue="Optimizer", order=gammas, hue_order=hue_order, palette=style.OPTIMIZER_COLORS,
+                    col_order=sorted(rows["Width"].unique()), row_order=sorted(rows["Activation"].unique()),
+                    height=2.5, aspect=1.2, fliersize=1.5, linewidth=0.6, sharey=True)
+    g.set_titles(row_template="{row_name}", col_template="h = {col_name}")
+    g.set_axis_labels(r"$\gamma$", "Accuracy")
+    for ax in g.axes.flat:
+        style.gamma_ticklabels(ax, gammas)
+        ax.tick_params(axis="x", labelrotation=45 if len(gammas) > 4 else 0)
+        ax.set_ylim(0, 1)
+    g.figure.suptitle(f"PC accuracy, {dataset}" if dataset else "PC accuracy")
+    return g.figure

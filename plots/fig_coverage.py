@@ -1,0 +1,70 @@
+"""How much of the grid is done, per condition: done / diverged / missing trials (new).
+
+A condition is dataset × model kind × weight optimiser (× constant width where the grid varies it).
+Done and diverged count the summary's rows by status; missing = expected − present, with the
+expected trials expanded from the grid file (`launch.grid.load_grid(grid.yaml).trials`). Without a
+grid file (or `launch`), expected is taken to be what is present, and the title says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from plots import data, style
+
+KEYS = ["data.dataset", "model.kind", "optim"]
+STATES = ("done", "diverged", "missing")
+
+
+def counts(summary: pd.DataFrame, expected: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per condition (index: label), columns done / diverged / missing / expected."""
+    present = summary.assign(state=summary["status"].map(lambda s: "diverged" if s == "diverged" else "done"))
+    keys = KEYS + (["model.constant_width"] if _varies(summary, expected, "model.constant_width") else [])
+    if expected is not None:
+        absent = expected[~expected["trial_id"].isin(set(present["trial_id"]))].assign(state="missing")
+        present = pd.concat([present[keys + ["state"]], absent[keys + ["state"]]])
+    table = present.groupby(keys + ["state"]).size().unstack("state", fill_value=0)
+    table = table.reindex(columns=list(STATES), fill_value=0)
+    table["expected"] = table.sum(axis=1)
+    table.index = [_label(dict(zip(keys, k if isinstance(k, tuple) else (k,)))) for k in table.index]
+    return table
+
+
+def _varies(summary: pd.DataFrame, expected: pd.DataFrame | None, col: str) -> bool:
+    values = set(summary.get(col, pd.Series(dtype=bool)))
+    if expected is not None:
+        values |= set(expected.get(col, pd.Series(dtype=bool)))
+    return len(values) > 1
+
+
+def _label(k: dict) -> str:
+    parts = [k["data.dataset"], str(k["model.kind"]).upper(), style.OPTIMIZER_LABELS.get(k["optim"], k["optim"])]
+    if k.get("model.constant_width"):
+        parts.append("const. width")
+    return " · ".join(parts)
+
+
+def draw(summary: pd.DataFrame, results: Path, dataset: str | None, grid_yaml: Path | None = None) -> Figure:
+    expected, note = data.expected_trials(grid_yaml)
+    table = counts(summary, expected).iloc[::-1]  # first condition on top
+    fig, ax = plt.subplots(figsize=style.figsize("full", 0.22 + 0.06 * len(table)))
+    left = pd.Series(0, index=table.index)
+    for state in STATES:
+        ax.barh(table.index, table[state], left=left, color=style.STATUS_COLORS[state], label=state,
+                edgecolor="white", linewidth=0.4)
+        left = left + table[state]
+    for y, (label, row) in enumerate(table.iterrows()):
+        ax.text(row["expected"], y, f" {row['done']}/{row['expected']}", va="center", fontsize="xx-small")
+    ax.set_xlim(0, table["expected"].max() * 1.15)
+    ax.set_xlabel("Trials")
+    ax.grid(axis="y", visible=False)
+    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize="x-small")
+    total = table[list(STATES)].sum()
+    what = note if expected is not None else f"expected = present ({note})"
+    ax.set_title(f"Coverage: {total['done']} done, {total['diverged']} diverged, {total['missing']} missing; "
+                 f"{what}", fontsize="xx-small", pad=18)
+    return fig

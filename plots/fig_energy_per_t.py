@@ -1,0 +1,57 @@
+"""Layer energy norms over the inference steps t = 0..T (new: the paper could not draw this).
+
+Trials: all seeds of the PC AdamW condition the paper picked (`data.paper_energy_trials`). Values:
+`energy[-1, -1, t, k]` (last epoch, last batch) for t = 0..T; mean and 95% CI over seeds. Under
+forward init the hidden layers are exactly 0 at t = 0, which a log axis cannot show, so zero values
+are left out of the curves (they start at t = 1) and the caption says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from plots import style
+from plots.data import SkipFigure, paper_energy_trials, read_arrays
+
+
+def long_table(summary: pd.DataFrame, results: Path, dataset: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows of the chosen trials, long table t / layer / energy / trial_id at the last batch)."""
+    rows = paper_energy_trials(summary, dataset)
+    energy = read_arrays(results, rows["trial_id"], "energy")
+    records = []
+    for tid, arr in energy.items():  # arr: [E, B, T+1, L]
+        last = arr[-1, -1]
+        for t in range(last.shape[0]):
+            for k in range(last.shape[1]):
+                records.append({"trial_id": tid, "t": t, "layer": str(k + 1), "energy": last[t, k]})
+    return rows, pd.DataFrame(records)
+
+
+def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
+    rows, table = long_table(summary, results, dataset)
+    shown = table[np.isfinite(table["energy"]) & (table["energy"] > 0)]
+    if shown.empty:
+        raise SkipFigure("every energy of the chosen trials is zero or not finite")
+    zero_layers = sorted(set(table.loc[table["energy"] == 0, "layer"]))
+    fig, ax = plt.subplots(figsize=style.figsize("half", 1.4 * style.GOLDEN))
+    layers = sorted(shown["layer"].unique(), key=int)
+    sns.lineplot(shown, x="t", y="energy", hue="layer", hue_order=layers, marker="o",
+                 palette=style.LAYER_COLORS[: len(layers)], errorbar=("ci", 95), seed=0, ax=ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("Inference step $t$")
+    ax.set_ylabel("Energy norm")
+    ax.set_title("Energy Norm per Step")
+    ax.set_xticks(range(int(table["t"].max()) + 1))
+    ax.legend(title="Layer", ncols=len(layers))
+    note = f"{style.condition_title(rows)}; last batch, last epoch; n={len(rows)} seeds"
+    if zero_layers:
+        note += f"\nlayer {', '.join(zero_layers)}: 0 at t=0 (not on log axis)"
+    fig.text(0.5, -0.01, note, ha="center", va="top", fontsize="x-small")
+    return fig
+

@@ -1,0 +1,107 @@
+"""Figure name → module registry, and the loop that draws and saves the selected figures.
+
+Each `plots/fig_<name>.py` exposes `draw(summary, results, dataset, **options) -> Figure` and
+raises `SkipFigure(reason)` when its data are absent; this module imports it only when needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plots import style
+from plots.data import Inputs, SkipFigure
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure: its `--only` name, drawing module, file stem and whether it is drawn per dataset."""
+
+    name: str
+    module: str  # plots.fig_<...>
+    stem: str  # file name without extension; "{ds}" is replaced by the dataset
+    per_dataset: bool
+    about: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)  # fixed keyword arguments of draw
+
+    def draw_fn(self) -> Callable[..., Any]:
+        return importlib.import_module(self.module).draw
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("energy_per_t", "plots.fig_energy_per_t", "energy_per_t_{ds}", True,
+               "layer energy norms over inference steps t=0..T, last batch of last epoch (new)"),
+    FigureSpec("energy_per_epoch", "plots.fig_energy_per_epoch", "energy_norms_per_epoch_{ds}", True,
+               "the paper's 'energy vs T' panel: energy at t=T-1, last batch of each epoch"),
+    FigureSpec("accuracy_optimizers", "plots.fig_accuracy_optimizers", "accuracy-h-lr-optimizers-{ds}", True,
+               "PC accuracy vs gamma, SGD(0.9) vs AdamW (width 1024, hard_tanh where present)"),
+    FigureSpec("energy_ratios", "plots.fig_energy_ratios", "energy-ratios-{ds}", True,
+               "PC AdamW adjacent-layer energy ratios vs gamma"),
+    FigureSpec("all_accuracies", "plots.fig_all_accuracies", "all_accuracies_{ds}", True,
+               "PC accuracy vs gamma per width (columns) and activation (rows), SGD vs AdamW"),
+    FigureSpec("lr_scaling", "plots.fig_lr_scaling", "lr-scaling-lineplot-{ds}", True,
+               "accuracy vs gamma per width: PC-SGD, PC-AdamW, BP (model.constant_width false)",
+               {"constant_width": False}),
+    FigureSpec("lr_scaling_constant", "plots.fig_lr_scaling", "lr-scaling-lineplot-{ds}-constant-layer-size",
+               True, "the same for the constant-layer-size ablation (model.constant_width true)",
+               {"constant_width": True}),
+    FigureSpec("coverage", "plots.fig_coverage", "coverage", False,
+               "done / diverged / missing trials per condition (new)"),
+)
+BY_NAME = {spec.name: spec for spec in FIGURES}
+
+
+def select(only: Sequence[str] | None) -> list[FigureSpec]:
+    """The specs named in `only` (also accepted: a `fig_` prefix or the module name); all if empty."""
+    if not only:
+        return list(FIGURES)
+    chosen = []
+    for raw in only:
+        name = raw.removeprefix("plots.").removeprefix("fig_")
+        matches = [s for s in FIGURES if name in (s.name, s.module.removeprefix("plots.fig_"))]
+        if not matches:
+            raise KeyError(f"--only {raw}: unknown figure; available: {', '.join(BY_NAME)}")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+@dataclass
+class Outcome:
+    """What happened to one figure of one grid: the files written, or why it was skipped."""
+
+    grid: str
+    figure: str
+    dataset: str | None
+    written: list[Path] = field(default_factory=list)
+    skipped: str | None = None
+
+
+def make_figures(inputs: Inputs, out: Path, formats: Sequence[str], specs: Sequence[FigureSpec],
+                 options: Mapping[str, Any] | None = None,
+                 log: Callable[[str], None] = print) -> list[Outcome]:
+    """Draw `specs` for one grid into `out`; skip (with one line to `log`) those without data."""
+    import matplotlib.pyplot as plt
+
+    style.apply()
+    available = {"grid_yaml": inputs.grid_yaml, **(options or {})}
+    outcomes = []
+    for spec in specs:
+        draw = spec.draw_fn()
+        accepted = inspect.signature(draw).parameters
+        kwargs = {**{k: v for k, v in available.items() if k in accepted}, **spec.kwargs}
+        for ds in (inputs.datasets if spec.per_dataset else [None]):
+            stem = spec.stem.format(ds=ds)
+            outcome = Outcome(inputs.grid, spec.name, ds)
+            try:
+                fig = draw(inputs.summary, inputs.results, ds, **kwargs)
+                outcome.written = style.save(fig, out / stem, formats)
+            except SkipFigure as e:
+                plt.close("all")
+                outcome.skipped = str(e)
+                log(f"skipped {stem} ({inputs.grid}): {e}")
+            outcomes.append(outcome)
+    return outcomes
