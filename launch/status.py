@@ -1,0 +1,255 @@
+"""`python -m launch status GRID`: per-array counts of pending, running, done, failed and lost trials.
+
+Built from the files (manifests, shards, `failed/`) plus one `squeue` call; `sacct` only adds
+reasons (TIMEOUT, OUT_OF_MEMORY, CANCELLED, FAILED, ...) when accounting answers. Each trial counts
+once, in the newest array that submitted it; its state is, in this order: done (a complete shard
+holds it), pending/running (that array's element is still queued), failed (a failure record),
+lost (none of these: killed, cancelled, timed out for good, or a node died), or unknown (squeue did
+not answer, so queued cannot be told from lost).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from launch.manifest import ArrayRecord, array_records
+from launch.state import (
+    Accounting, QueueEntry, done_trials, failed_records, local_alive, log_tail, sacct, squeue,
+)
+from pc.paths import RunPaths
+
+STATES = ("pending", "running", "done", "failed", "lost", "unknown")
+MAX_PROBLEMS = 50
+
+
+@dataclass(frozen=True)
+class ArrayStatus:
+    """Counts for one submitted array (trials resubmitted by a newer array count there instead)."""
+
+    job_id: str
+    stamp: str
+    executor: str
+    tasks: int
+    trials: int
+    pending: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    lost: int = 0
+    unknown: int = 0
+    superseded: int = 0  # trials that a newer submission took over
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A task with failed or lost trials, and the best reason we have."""
+
+    job_id: str  # <A>_<a> on SLURM
+    task_key: str
+    state: str  # failed | lost
+    trials: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A grid's status; `--json` prints `dataclasses.asdict` of it."""
+
+    grid: str
+    root: str
+    time: str
+    queue: str  # "squeue", "unavailable" (no/failed squeue) or "none" (nothing submitted to SLURM)
+    accounting: bool  # sacct answered
+    grid_trials: int | None  # trials in runs/<grid>/grid.yaml (None if it cannot be expanded)
+    submitted: int
+    not_submitted: int | None
+    counts: dict[str, int]
+    arrays: list[ArrayStatus]
+    problems: list[Problem]
+    bad_shards: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> int:
+        return self.counts["pending"] + self.counts["running"]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _grid_trials(paths: RunPaths) -> int | None:
+    if not paths.grid_yaml.exists():
+        return None
+    try:
+        from launch.grid import load_grid
+
+        return len({c.trial_id for c in load_grid(paths.grid_yaml).trials})
+    except Exception:  # noqa: BLE001 - status must work even if the grid file no longer expands
+        return None
+
+
+def _latest(records: list[ArrayRecord]) -> dict[str, tuple[int, int, str]]:
+    """trial id -> (array index, element index, task key) of the newest array that submitted it."""
+    latest: dict[str, tuple[int, int, str]] = {}
+    for r, record in enumerate(records):
+        for a, key in enumerate(record.task_keys):
+            for trial_id in record.tasks[key]:
+                latest[trial_id] = (r, a, key)
+    return latest
+
+
+def _queue_state(record: ArrayRecord, a: int, queue: dict[str, QueueEntry] | None) -> str | None:
+    """pending/running if the element is still queued, None if not, "unknown" if we cannot tell."""
+    if record.executor in ("local", "debug"):
+        alive = local_alive(record.job_id)
+        return "unknown" if alive is None else ("running" if alive else None)
+    if queue is None:
+        return "unknown"
+    entry = queue.get(record.task_job_id(a))
+    if entry is None:
+        return None
+    return "running" if entry.running else "pending"
+
+
+def _reason(record: ArrayRecord, a: int, key: str, paths: RunPaths, trial_ids: list[str],
+            failed: dict[str, dict], acct: dict[str, Accounting] | None) -> str:
+    job = record.task_job_id(a)
+    parts = []
+    if acct and job in acct and acct[job].state not in ("COMPLETED", "RUNNING", "PENDING"):
+        parts.append(f"{acct[job].state} (exit {acct[job].exit_code})")
+    for trial_id in trial_ids:
+        rec = failed.get(trial_id)
+        if rec:
+            tail = (rec.get("traceback_tail") or "").strip().splitlines()
+            parts.append(f"{trial_id}: {tail[-1] if tail else rec.get('error', '')}".strip())
+            break
+    if not parts:
+        log = (paths.slurm_dir / f"{job}_0_log.err" if record.executor == "slurm"
+               else paths.slurm_dir / "local" / f"{key}.log")
+        tail = log_tail(log)
+        parts.append(f"{log.name}: {tail}" if tail else "no accounting, no failure record, no log")
+    return "; ".join(parts)
+
+
+def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> StatusReport:
+    """Count the grid's trials by state, per array, from files plus squeue (and sacct for reasons)."""
+    paths = RunPaths.of(grid, root)
+    records = array_records(paths)
+    done, bad = done_trials(paths)
+    failed = failed_records(paths)
+    slurm_arrays = [r for r in records if r.executor == "slurm"]
+    queue = squeue(grid, timeout_s=queue_timeout_s) if slurm_arrays else {}
+    latest = _latest(records)
+
+    per_array = [dict.fromkeys(STATES, 0) | {"superseded": 0} for _ in records]
+    per_task: dict[tuple[int, int], dict[str, list[str]]] = {}
+    for r, record in enumerate(records):
+        for a, key in enumerate(record.task_keys):
+            for trial_id in record.tasks[key]:
+                if latest[trial_id][0] != r:
+                    per_array[r]["superseded"] += 1
+                    continue
+                queued = _queue_state(record, a, queue)
+                if trial_id in done:
+                    state = "done"
+                elif queued in ("pending", "running"):
+                    state = queued
+                elif trial_id in failed:
+                    state = "failed"
+                else:
+                    state = "unknown" if queued == "unknown" else "lost"
+                per_array[r][state] += 1
+                per_task.setdefault((r, a), {}).setdefault(state, []).append(trial_id)
+
+    troubled = [(r, a, s, ids) for (r, a), states in per_task.items() for s, ids in states.items()
+                if s in ("failed", "lost")]
+    acct = None
+    if any(records[r].executor == "slurm" for r, *_ in troubled):
+        acct = sacct(sorted({records[r].job_id for r, *_ in troubled if records[r].executor == "slurm"}),
+                     timeout_s=queue_timeout_s)
+    problems = [
+        Problem(records[r].task_job_id(a), records[r].task_keys[a], s, len(ids),
+                _reason(records[r], a, records[r].task_keys[a], paths, ids, failed, acct))
+        for r, a, s, ids in troubled[:MAX_PROBLEMS]
+    ]
+    arrays = [ArrayStatus(job_id=rec.job_id, stamp=rec.stamp, executor=rec.executor, tasks=len(rec.task_keys),
+                          trials=sum(len(v) for v in rec.tasks.values()), **per_array[r])
+              for r, rec in enumerate(records)]
+    counts = {s: sum(a[s] for a in per_array) for s in STATES}
+    grid_trials = _grid_trials(paths)
+    submitted = len(latest)
+    extra_done = len(set(done) - set(latest))  # e.g. results of trials from a grid edited with --force
+    return StatusReport(
+        grid=grid, root=str(root), time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        queue="none" if not slurm_arrays else ("squeue" if queue is not None else "unavailable"),
+        accounting=acct is not None, grid_trials=grid_trials, submitted=submitted,
+        not_submitted=None if grid_trials is None else max(0, grid_trials - submitted - extra_done),
+        counts=counts, arrays=arrays, problems=problems, bad_shards=bad,
+    )
+
+
+def render_status(report: StatusReport) -> str:
+    """A human summary: totals, one row per array, the problems and what to do about them."""
+    c = report.counts
+    lines = [f"grid {report.grid} in {Path(report.root) / report.grid}  ({report.time})"]
+    total = f"{report.grid_trials} trials in grid.yaml, " if report.grid_trials is not None else ""
+    lines.append(f"{total}{report.submitted} submitted" +
+                 (f", {report.not_submitted} never submitted" if report.not_submitted else ""))
+    lines.append("  ".join(f"{s} {c[s]}" for s in STATES if c[s] or s in ("pending", "running", "done")))
+    if report.queue == "unavailable":
+        lines.append("squeue did not answer: queued and lost trials cannot be told apart (shown as unknown)")
+    if report.arrays:
+        head = f"{'array':>14} {'stamp':>18} {'tasks':>6} {'pending':>8} {'running':>8} {'done':>6} " \
+               f"{'failed':>7} {'lost':>5}"
+        lines += ["", head]
+        for a in report.arrays:
+            job = a.job_id if a.executor == "slurm" else a.executor
+            row = f"{job:>14} {a.stamp:>18} {a.tasks:>6} {a.pending:>8} {a.running:>8} {a.done:>6} " \
+                  f"{a.failed:>7} {a.lost:>5}"
+            if a.unknown:
+                row += f"  unknown {a.unknown}"
+            if a.superseded:
+                row += f"  ({a.superseded} resubmitted later)"
+            lines.append(row)
+    else:
+        lines.append("nothing submitted yet: python -m launch grids/<grid>.yaml")
+    if report.problems:
+        lines += ["", "problems:"]
+        lines += [f"  {p.job_id} {p.task_key}: {p.trials} {p.state}: {p.reason}" for p in report.problems]
+    for bad in report.bad_shards:
+        lines.append(f"  invalid shard (ignored): {bad}")
+    if c["lost"] or c["failed"]:
+        lines += ["", f"rerun lost trials: python -m launch <grid file> --root {report.root}"
+                  + ("  (add --rerun-failed for failed ones)" if c["failed"] else "")]
+    return "\n".join(lines)
+
+
+def watch(grid: str, root: Path, interval_s: float = 10) -> None:
+    """Refresh the status every `interval_s` with a progress bar and ETA until nothing is queued.
+
+    Ctrl-C stops watching (the jobs keep running) and prints the last status.
+    """
+    from tqdm import tqdm
+
+    report = status_report(grid, root)
+    bar = tqdm(total=max(report.submitted, 1), unit="trial", desc=f"pcsweep-{grid}")
+    try:
+        while True:
+            c = report.counts
+            bar.n = c["done"] + c["failed"] + c["lost"]
+            bar.set_postfix(pending=c["pending"], running=c["running"], failed=c["failed"], lost=c["lost"])
+            bar.refresh()
+            if report.active == 0 and c["unknown"] == 0:
+                break
+            time.sleep(interval_s)
+            report = status_report(grid, root)
+            if report.submitted != bar.total:
+                bar.total = max(report.submitted, 1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bar.close()
+    print(render_status(report))
