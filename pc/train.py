@@ -1,0 +1,243 @@
+"""The group program: many trials of one shape trained together, one compiled call per epoch.
+
+Per trial and mini-batch this is the paper's `train_on_batch` on pcx 0.6.3 (notes section 3):
+forward init (h <- u, output clamped to the label); T plain-SGD steps on the hidden states, each
+sample moving by gamma * dE_i/dh_i (energy = batch mean, state gradients scaled by B: trap (a));
+the state optimizer is built over the non-frozen Vode states only (trap (b)); then one weight step
+at the final states. The program is
+
+    pxf.jit( pxf.vmap(over trials)( pxf.scan(over batches)(train_on_batch) ; test accuracy ) )
+
+with per-trial arrays for seed-derived weights, gamma, w_lr, momentum and weight decay (the last
+three live in an `optax.inject_hyperparams` state with a trial axis). One `GroupProgram` exists per
+(static config, group size) and is reused, so new values and seeds never recompile.
+
+Metrics per trial and batch (DESIGN.md section 5): energy, energy_var [T+1, L] (t = 0 before the
+first state update, t = T at the states of the weight step); w_norm (after the update),
+w_grad_norm, w_grad_var [n_linear] (weights only, gradients taken before `Optim.step`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pcx.functional as pxf
+import pcx.nn as pxnn
+import pcx.predictive_coding as pxc
+import pcx.utils as pxu
+
+from pc.config import TrialConfig
+from pc.model import build_model, init_weights, set_weights
+
+# Group sizes a program is compiled for; a group is padded up to the next one.
+GROUP_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+# Hidden-state mask: the frozen output state is excluded (pcx 0.6.3 trap (b)).
+_H_MASK = pxu.M_hasnot(pxc.VodeParam, frozen=True)
+_VODE_AXES = pxu.M(pxc.VodeParam | pxc.VodeParam.Cache).to((None, 0))
+
+
+def dims_of(cfg: TrialConfig, d_in: int, n_classes: int) -> tuple[int, ...]:
+    """[in, h, h, out] (n_layers = 4)."""
+    h = cfg.model.width
+    return (d_in,) + (h,) * (cfg.model.n_layers - 2) + (n_classes,)
+
+
+def w_optimizer_factory(name: str):
+    """The weight optimizer with its per-trial numbers held in the optax state (a trial axis).
+
+    sgd: optax.sgd(lr, momentum) (momentum 0.0, not None, so every trial has the same state);
+    adamw: optax.adamw(lr, weight_decay=wd) with optax's other defaults, as the paper.
+    """
+    if name == "sgd":
+        return lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
+    if name == "adamw":
+        return lambda: optax.inject_hyperparams(optax.adamw)(learning_rate=0.0, weight_decay=0.0)
+    raise ValueError(f"train.w_optimizer: got {name!r}; expected sgd or adamw")
+
+
+def _hyperparams(cfgs: Sequence[TrialConfig]) -> dict[str, np.ndarray]:
+    t = [c.train for c in cfgs]
+    if cfgs[0].train.w_optimizer == "sgd":
+        return {"learning_rate": np.array([x.w_lr for x in t]), "momentum": np.array([x.w_momentum for x in t])}
+    return {"learning_rate": np.array([x.w_lr for x in t]), "weight_decay": np.array([x.w_weight_decay for x in t])}
+
+
+@pxf.vmap(_VODE_AXES, in_axes=(0, 0), out_axes=0)
+def _forward(x, y, *, model):
+    return model(x, y)
+
+
+@pxf.vmap(_VODE_AXES, in_axes=(0,), out_axes=(None, 0), axis_name="batch")
+def _energy(x, *, model):
+    """Batch-mean total energy (the paper's pmean) and per-sample per-layer energies [L]."""
+    model(x)
+    per_layer = jnp.stack([vode.energy() for vode in model.vodes])
+    return jax.lax.pmean(model.energy(), "batch"), per_layer
+
+
+def train_on_batch(x, y, h_lr, *, model, optim_w, kind: str, T: int) -> dict[str, jax.Array]:
+    """One mini-batch of one trial; returns its metrics (see the module docstring)."""
+    with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
+        _forward(x, y, model=model)
+    if kind == "pc":
+        optim_h = pxu.Optim(lambda: optax.sgd(h_lr), _H_MASK(model))
+
+        def state_step(_, *, model, optim_h):
+            with pxu.step(model, clear_params=pxc.VodeParam.Cache):
+                (_, (e,)), g = pxf.value_and_grad(_H_MASK.to([False, True]), has_aux=True)(_energy)(x, model=model)
+            # dE_mean/dh_i = dE_i/dh_i / B: scale back so each sample moves by gamma * dE_i/dh_i.
+            optim_h.step(model, g["model"], scale_by=x.shape[0])
+            return (), e
+
+        _, e_steps = pxf.scan(state_step, length=T)(model=model, optim_h=optim_h)
+        optim_h.clear()
+    with pxu.step(model, clear_params=pxc.VodeParam.Cache):
+        (_, (e,)), g = pxf.value_and_grad(pxu.M(pxnn.LayerParam).to([False, True]), has_aux=True)(_energy)(
+            x, model=model
+        )
+    if kind == "pc":
+        energies = jnp.concatenate([e_steps, e[None]])  # [T+1, B, L]
+    else:  # BP: T = 1 and no state to move, so the loss at t = 0 is the loss at t = T
+        energies = jnp.stack([e, e])
+    grads = [layer.nn.weight.get() for layer in g["model"].layers]
+    w_grad_norm = jnp.stack([jnp.linalg.norm(gw) for gw in grads])  # before Optim.step
+    w_grad_var = jnp.stack([jnp.var(gw) for gw in grads])
+    optim_w.step(model, g["model"])
+    w_norm = jnp.stack([jnp.linalg.norm(layer.nn.weight.get()) for layer in model.layers])
+    model.clear_params(pxc.VodeParam)  # keep the scan carry's structure fixed
+    return {
+        "energy": jnp.linalg.norm(energies, axis=1),
+        "energy_var": jnp.var(energies, axis=1),
+        "w_norm": w_norm,
+        "w_grad_norm": w_grad_norm,
+        "w_grad_var": w_grad_var,
+    }
+
+
+def _correct(x, y, *, model):
+    """Correct predictions of one test batch: forward init without a label, argmax of logits."""
+    with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
+        logits = _forward(x, None, model=model)
+    model.clear_params(pxc.VodeParam)
+    return jnp.sum(jnp.argmax(logits, axis=-1) == jnp.argmax(y, axis=-1))
+
+
+def _make_epoch(kind: str, T: int):
+    """Compiled epoch: (perm [N, B], h_lr [N], data) -> (metrics [N, B, ...], accuracy [N])."""
+
+    def per_trial(perm, h_lr, xs, ys, test_x, test_y, *, model, optim_w):
+        def batch_step(idx, *, model, optim_w):
+            return (), train_on_batch(xs[idx], ys[idx], h_lr, model=model, optim_w=optim_w, kind=kind, T=T)
+
+        _, metrics = pxf.scan(batch_step, xs=perm)(model=model, optim_w=optim_w)
+
+        def test_step(xy, *, model):
+            return (), _correct(*xy, model=model)
+
+        _, correct = pxf.scan(test_step, xs=(test_x, test_y))(model=model)
+        n_test = test_x.shape[0] * test_x.shape[1]
+        return metrics, correct.sum() / n_test
+
+    trials = pxf.vmap(
+        {"model": pxu.M(pxnn.LayerParam).to((None, 0)), "optim_w": 0},
+        in_axes=(0, 0, None, None, None, None),
+        out_axes=0,
+    )(per_trial)
+    return pxf.jit()(trials)
+
+
+class GroupProgram:
+    """One compiled program for trials sharing `static_key` (same shapes), `n` trials at a time.
+
+    Holds one pcx model and one weight optimizer whose arrays carry a leading trial axis; `start`
+    loads new trials into them, `epoch` trains one epoch. Reusing the same objects is what keeps
+    the jit cache warm (a new pcx model or `Optim.init` would recompile).
+    """
+
+    def __init__(self, cfg: TrialConfig, d_in: int, n_classes: int, n: int) -> None:
+        self.kind, self.T, self.n = cfg.model.kind, cfg.train.T, n
+        self.dims = dims_of(cfg, d_in, n_classes)
+        self.activation = cfg.model.activation
+        self.w_optimizer = cfg.train.w_optimizer
+        self.model = build_model(self.kind, self.dims, self.activation, 0)
+        self.model.train()
+        for vode, width in zip(self.model.vodes, self.dims[-len(self.model.vodes):]):
+            vode.shape.set((width,))  # what the first forward call would record
+        self.optim_w = pxu.Optim(w_optimizer_factory(self.w_optimizer), pxu.M(pxnn.LayerParam)(self.model))
+        self._epoch = _make_epoch(self.kind, self.T)
+        self._h_lr = None
+
+    def start(self, cfgs: Sequence[TrialConfig]) -> None:
+        """Load the initial weights, optimizer states and per-trial numbers of `n` trials."""
+        if len(cfgs) != self.n:
+            raise ValueError(f"GroupProgram of size {self.n} got {len(cfgs)} trials")
+        set_weights(self.model, init_weights(self.kind, self.dims, self.activation, [c.seed for c in cfgs]))
+        state = jax.vmap(self.optim_w.optax_opt.init)(pxu.M(pxnn.LayerParam)(self.model))
+        hyper = dict(state.hyperparams)
+        for name, values in _hyperparams(cfgs).items():
+            hyper[name] = jnp.asarray(values, dtype=hyper[name].dtype)
+        self.optim_w.state.set(state._replace(hyperparams=hyper))
+        self._h_lr = jnp.asarray([c.train.h_lr for c in cfgs], dtype=jnp.float32)
+
+    def epoch(self, perm: np.ndarray, data: Mapping[str, jax.Array]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Train one epoch; perm [n, B] is each trial's batch order. Returns numpy metrics, accuracy."""
+        metrics, acc = self._epoch(
+            jnp.asarray(perm, dtype=jnp.int32), self._h_lr, data["train_x"], data["train_y"],
+            data["test_x"], data["test_y"], model=self.model, optim_w=self.optim_w,
+        )
+        return {k: np.asarray(v) for k, v in metrics.items()}, np.asarray(acc)
+
+
+_PROGRAMS: dict[tuple, GroupProgram] = {}
+
+
+def group_sizes(cfg: TrialConfig, d_in: int, n_classes: int, mem_budget_bytes: float) -> tuple[int, ...]:
+    """Padded sizes allowed for this shape: those whose estimated memory fits the budget."""
+    dims = dims_of(cfg, d_in, n_classes)
+    n_params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+    acts = cfg.data.batch_size * sum(dims) * (cfg.train.T + 4)
+    per_trial = 4 * (8 * n_params + 4 * acts)
+    fits = [n for n in GROUP_SIZES if n * per_trial <= mem_budget_bytes]
+    return tuple(fits) or (1,)
+
+
+def get_program(cfg: TrialConfig, d_in: int, n_classes: int, n: int) -> GroupProgram:
+    """The cached program for this static config and padded group size (built on first use)."""
+    from pc.config import static_key
+
+    key = (static_key(cfg), d_in, n_classes, n)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = GroupProgram(cfg, d_in, n_classes, n)
+    return _PROGRAMS[key]
+
+
+def drop_program(cfg: TrialConfig, d_in: int, n_classes: int, n: int) -> None:
+    """Forget a program whose objects may hold a failed trace's leftovers."""
+    from pc.config import static_key
+
+    _PROGRAMS.pop((static_key(cfg), d_in, n_classes, n), None)
+
+
+def padded_size(n: int, sizes: Sequence[int]) -> int:
+    """Smallest allowed size >= n (n <= max(sizes))."""
+    return next(s for s in sizes if s >= n)
+
+
+def flops_per_trial_epoch(cfg: TrialConfig, d_in: int, n_classes: int, n_batches: int, n_test: int) -> float:
+    """Matmul FLOPs of one trial-epoch (for the benchmark's GFLOP/s; 2 FLOPs per multiply-add)."""
+    dims = dims_of(cfg, d_in, n_classes)
+    fwd = sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))  # per sample
+    passes = cfg.train.T + 1 if cfg.model.kind == "pc" else 1
+    # forward init + per energy pass (forward + backward ~ 3x; the state passes skip dE/dW ~ 2x+)
+    per_sample = fwd * (1 + 3 * passes)
+    return float(per_sample * cfg.data.batch_size * n_batches + fwd * n_test)
+
+
+__all__ = [
+    "GROUP_SIZES", "GroupProgram", "dims_of", "drop_program", "flops_per_trial_epoch", "get_program",
+    "group_sizes", "padded_size", "train_on_batch", "w_optimizer_factory",
+]
