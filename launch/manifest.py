@@ -112,8 +112,11 @@ class ArrayRecord:
     tasks: Mapping[str, tuple[str, ...]]  # task key -> trial ids
 
     def task_job_id(self, index: int) -> str:
-        """The scheduler id of array element `index` (`<A>_<a>` on SLURM; the job id elsewhere)."""
-        return f"{self.job_id}_{index}" if self.executor == "slurm" else self.job_id
+        """The scheduler id of array element `index`: `<A>_<a>` on SLURM, except that submitit
+        submits a single task as a plain job (`<A>`); local and debug runs share one job id."""
+        if self.executor != "slurm" or len(self.task_keys) == 1:
+            return self.job_id
+        return f"{self.job_id}_{index}"
 
 
 def read_manifests(paths: RunPaths) -> list[dict[str, Any]]:

@@ -148,10 +148,8 @@ def local_alive(job_id: str) -> bool | None:
         return False
     except PermissionError:
         return True
-    # A zombie or a recycled pid is not our launcher: check its command line when we can.
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    try:
-        return b"launch" in cmdline.read_bytes()
+    try:  # a zombie (exited, not yet reaped) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
 

@@ -49,8 +49,8 @@ def _job_id() -> str:
 def _log_paths(paths: RunPaths) -> list[str]:
     """Where this task's output goes: submitit's `%A_%a_%t_log.{out,err}` on SLURM, else the local log."""
     env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID"):
-        stem = f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}_{env.get('SLURM_PROCID', '0')}"
+    if env.get("SLURM_JOB_ID"):  # an array element is <A>_<a>, a single-task submission a plain job
+        stem = f"{_job_id()}_{env.get('SLURM_PROCID', '0')}"
         return [str(paths.slurm_dir / f"{stem}_log.out"), str(paths.slurm_dir / f"{stem}_log.err")]
     return [env[LOCAL_LOG_ENV]] if env.get(LOCAL_LOG_ENV) else []
 
