@@ -1,0 +1,7 @@
+"""`python -m pc`: see pc/cli.py."""
+
+import sys
+
+from pc.cli import main
+
+sys.exit(main())

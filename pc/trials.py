@@ -1,0 +1,267 @@
+"""Run many trials: group them by static shape, train each group in one program, write shards.
+
+This is what a launch task calls. `iter_trial_results` yields each trial's `TrialResult` as its
+group finishes (or a `TrialFailure` for each trial of a group that raised); `run_trials` trains
+everything and writes one shard. Seeds: each trial owns `px.RandomKeyGenerator(seed)` for its
+weights and `random.Random(seed)` for its batch order (the batch-index list is shuffled in place at
+the start of every epoch, cumulatively, as the paper's `random.shuffle(train_dl)` did).
+"""
+
+from __future__ import annotations
+
+import os
+
+if "xla_cpu_use_thunk_runtime" not in os.environ.get("XLA_FLAGS", ""):
+    # jax 0.4.38's default CPU runtime is ~2x slower on these models (notes section 0); a user's
+    # own setting of this flag wins. Read when the backend starts, so set before first use.
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_thunk_runtime=false").strip()
+
+import json
+import platform
+import random
+import subprocess
+import time
+import traceback as tb
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pc.config import ConfigError, TrialConfig, static_key, trial_id
+from pc.shard import TrialResult, write_shard
+
+DEFAULT_MEM_GB = 4.0  # memory budget of one group's arrays; env PCSWEEP_GROUP_MEM_GB overrides
+MEM_ENV = "PCSWEEP_GROUP_MEM_GB"
+_ARRAYS_EB = ("energy", "energy_var", "w_norm", "w_grad_norm", "w_grad_var")  # [E, B, ...]
+
+
+@dataclass(frozen=True)
+class TrialFailure:
+    """A trial whose group raised (bad data files, a bug, out of memory): not a result."""
+
+    trial_id: str
+    config: dict  # the full config mapping
+    error: str  # "ExceptionType: message"
+    traceback: str  # tail of the traceback
+
+
+def _as_config(c: TrialConfig | Mapping) -> TrialConfig:
+    return c if isinstance(c, TrialConfig) else TrialConfig.from_mapping(c)
+
+
+def _failure(cfg: TrialConfig | Mapping, exc: BaseException) -> TrialFailure:
+    mapping = cfg.to_mapping() if isinstance(cfg, TrialConfig) else dict(cfg)
+    tail = "".join(tb.format_exception(exc))[-4000:]
+    return TrialFailure(trial_id(mapping), mapping, f"{type(exc).__name__}: {exc}", tail)
+
+
+def iter_trial_results(
+    configs: Sequence[TrialConfig | Mapping],
+    *,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> Iterator[TrialResult | TrialFailure]:
+    """Train all trials, yielding each result as its group finishes; never raises for a trial.
+
+    Trials with equal `pc.config.static_key` train together, padded to a size in
+    `pc.train.GROUP_SIZES` (capped by the memory budget $PCSWEEP_GROUP_MEM_GB, default 4 GB).
+
+    Args:
+        configs: trial configs (TrialConfig or nested mappings; an invalid mapping yields a failure).
+        data_dir: folder with image IDX files (see `pc.data.load_data`).
+        progress: show a tqdm bar over trial-epochs.
+        on_epoch: called as on_epoch(epoch, n_trials) after every epoch of every group.
+    Yields:
+        `pc.shard.TrialResult` (status ok | diverged) or `TrialFailure`.
+    """
+    from tqdm.auto import tqdm
+
+    groups: dict[str, list[TrialConfig]] = {}
+    for c in configs:
+        try:
+            cfg = _as_config(c)
+        except ConfigError as e:
+            yield _failure(c, e)
+            continue
+        groups.setdefault(static_key(cfg), []).append(cfg)
+    total = sum(len(g) * g[0].train.epochs for g in groups.values())
+    bar = tqdm(total=total, unit="trial-epoch", disable=not progress, dynamic_ncols=True)
+    try:
+        for group in groups.values():
+            yield from _run_group(group, data_dir, bar, on_epoch)
+    finally:
+        bar.close()
+
+
+def _run_group(group, data_dir, bar, on_epoch) -> Iterator[TrialResult | TrialFailure]:
+    import pcx as px
+
+    from pc import train
+    from pc.data import load_data
+
+    try:
+        if group[0].model.init_h != "forward":
+            raise NotImplementedError(
+                f"model.init_h: {group[0].model.init_h!r} is not implemented in pcsweep; use forward "
+                "(the paper's runs all used forward initialisation)"
+            )
+        ds = load_data(group[0].data, data_dir)
+        data = _device_data(ds)
+        budget = float(os.environ.get(MEM_ENV, DEFAULT_MEM_GB)) * 2**30
+        sizes = train.group_sizes(group[0], ds.d_in, ds.n_classes, budget)
+    except Exception as e:  # noqa: BLE001 - every trial of the group fails with the same cause
+        for cfg in group:
+            yield _failure(cfg, e)
+        bar.update(len(group) * group[0].train.epochs)
+        return
+    for start in range(0, len(group), sizes[-1]):
+        chunk = group[start : start + sizes[-1]]
+        n = train.padded_size(len(chunk), sizes)
+        rkg_state, rkg_value = px.RKG.key, px.RKG.key.get()
+        try:
+            yield from _run_chunk(chunk, n, ds, data, bar, on_epoch)
+        except Exception as e:  # noqa: BLE001
+            # A pcx transform that raises leaves a tracer in the global key: restore it, and
+            # forget the program whose objects saw the failed trace.
+            px.RKG.key = rkg_state
+            rkg_state.set(rkg_value)
+            train.drop_program(chunk[0], ds.d_in, ds.n_classes, n)
+            for cfg in chunk:
+                yield _failure(cfg, e)
+
+
+def _device_data(ds) -> dict[str, Any]:
+    import jax.numpy as jnp
+
+    key = id(ds)
+    if _DATA_CACHE.get("key") != key:
+        _DATA_CACHE.clear()
+        _DATA_CACHE.update(key=key, ds=ds, arrays={k: jnp.asarray(getattr(ds, k)) for k in
+                                                   ("train_x", "train_y", "test_x", "test_y")})
+    return _DATA_CACHE["arrays"]
+
+
+_DATA_CACHE: dict[str, Any] = {}
+
+
+def _run_chunk(chunk, n, ds, data, bar, on_epoch) -> Iterator[TrialResult]:
+    from pc import train
+
+    t0 = time.perf_counter()
+    padded = list(chunk) + [chunk[-1]] * (n - len(chunk))
+    program = train.get_program(chunk[0], ds.d_in, ds.n_classes, n)
+    program.start(padded)
+    n_batches, epochs = ds.train_x.shape[0], chunk[0].train.epochs
+    orders = np.stack([batch_orders(c.seed, n_batches, epochs) for c in padded], axis=1)  # [E, n, B]
+    per_epoch, accs = [], []
+    diverged = np.zeros(n, bool)
+    for epoch in range(epochs):
+        if diverged[: len(chunk)].all():  # nothing left to learn: skip the compute
+            metrics = {k: np.full_like(v, np.nan) for k, v in per_epoch[-1].items()}
+            acc = np.full(n, np.nan, np.float32)
+        else:
+            metrics, acc = program.epoch(orders[epoch], data)
+            bad = np.zeros(n, bool)
+            for v in metrics.values():
+                bad |= ~np.isfinite(v.reshape(n, -1)).all(axis=1)
+            diverged |= bad
+        per_epoch.append(metrics)
+        accs.append(acc)
+        bar.update(len(chunk))
+        if on_epoch is not None:
+            on_epoch(epoch, len(chunk))
+    wall_s = (time.perf_counter() - t0) / len(chunk)
+    for i, cfg in enumerate(chunk):
+        arrays = {k: np.stack([m[k][i] for m in per_epoch]).astype(np.float32) for k in _ARRAYS_EB}
+        arrays["test_accuracy"] = np.array([a[i] for a in accs], np.float32)
+        status = _mark_divergence(arrays)
+        yield TrialResult(cfg.trial_id, cfg.to_mapping(), status, wall_s, arrays)
+
+
+def batch_orders(seed: int, n_batches: int, epochs: int) -> np.ndarray:
+    """[epochs, n_batches]: the k-th batch index trained in each epoch.
+
+    One `random.Random(seed)` shuffles one list of batch indices in place at the start of every
+    epoch (cumulative), as the paper's `random.shuffle(train_dl)` did, but seeded.
+    """
+    rng, order, out = random.Random(seed), list(range(n_batches)), []
+    for _ in range(epochs):
+        rng.shuffle(order)
+        out.append(list(order))
+    return np.asarray(out, dtype=np.int32)
+
+
+def _mark_divergence(arrays: dict[str, np.ndarray]) -> str:
+    """NaN-pad every array from the first batch with a NaN/inf metric; return ok | diverged."""
+    e, b = arrays["energy"].shape[:2]
+    finite = np.ones(e * b, bool)
+    for k in _ARRAYS_EB:
+        finite &= np.isfinite(arrays[k].reshape(e * b, -1)).all(axis=1)
+    if finite.all():
+        return "ok"
+    first = int(np.argmin(finite))
+    for k in _ARRAYS_EB:
+        flat = arrays[k].reshape(e * b, *arrays[k].shape[2:])
+        flat[first:] = np.nan
+    arrays["test_accuracy"][first // b :] = np.nan
+    return "diverged"
+
+
+def provenance() -> dict[str, Any]:
+    """Shard attributes: package versions (JSON), device kind, git sha and dirty flag."""
+    import importlib.metadata as md
+
+    import jax
+
+    versions = {"python": platform.python_version()}
+    for pkg in ("pcx", "jax", "jaxlib", "equinox", "optax", "numpy", "h5py", "scikit-learn"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = ""
+    device = jax.devices()[0]
+    attrs: dict[str, Any] = {"versions": versions, "device_kind": f"{device.platform}:{device.device_kind}",
+                             "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10)
+        if sha.returncode == 0:
+            attrs.update(git_sha=sha.stdout.strip(), git_dirty=bool(dirty.stdout.strip()))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return attrs
+
+
+def run_trials(
+    configs: Sequence[TrialConfig | Mapping],
+    shard_path: str | os.PathLike,
+    *,
+    grid: str = "",
+    task_key: str = "",
+    attrs: Mapping | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[TrialFailure]:
+    """Train all trials and write their results to one shard (atomically); return the failures.
+
+    The shard's attributes hold `provenance()` (versions, device kind, git sha) updated by `attrs`.
+    """
+    results, failures = [], []
+    for r in iter_trial_results(configs, data_dir=data_dir, progress=progress):
+        (failures if isinstance(r, TrialFailure) else results).append(r)
+    write_shard(shard_path, results, grid=grid, task_key=task_key, attrs={**provenance(), **(attrs or {})})
+    return failures
+
+
+def failure_json(failure: TrialFailure) -> str:
+    """A failure as the JSON that `runs/<grid>/failed/<trial_id>.json` holds (the task adds host, job)."""
+    return json.dumps({"trial_id": failure.trial_id, "config": failure.config, "error": failure.error,
+                       "traceback": failure.traceback}, indent=2)
+
+
+__all__ = ["TrialFailure", "batch_orders", "failure_json", "iter_trial_results", "provenance", "run_trials"]
