@@ -1,0 +1,95 @@
+"""What one collect found: the `CollectReport` dataclass and its text rendering.
+
+Pure standard library. `python -m collect --json` prints `dataclasses.asdict(report)`; the text
+form below is what a person reads after a sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SHOW_IDS = 5  # how many ids the text report lists per category
+
+
+@dataclass(frozen=True)
+class CollectReport:
+    """The outcome of `collect.collect`: counts and ids, never arrays.
+
+    `expected` is None when neither grid.yaml nor a submission manifest says what the grid holds.
+    `failed` lists only trials with a `failed/<id>.json` record and no result (a trial that failed
+    once and then succeeded is complete, not failed). `missing` = expected trials with neither a
+    result nor a failed record. `duplicate` counts trials held by more than one valid shard (the
+    newest copy is kept: by the shard's `created` attribute, then its file mtime).
+    """
+
+    grid: str
+    folder: str
+    mode: str  # "full" | "incremental" | "unchanged"
+    expected: int | None
+    expected_source: str  # "grid.yaml" | "submissions" | "unknown"
+    complete: int  # trials in results.h5
+    ok: int
+    diverged: int
+    failed: dict[str, str] = field(default_factory=dict)  # trial id -> reason
+    missing: list[str] = field(default_factory=list)  # sorted trial ids
+    unexpected: int = 0  # trials in results.h5 that the grid does not list
+    duplicate: int = 0
+    duplicate_ids: list[str] = field(default_factory=list)
+    corrupt: list[tuple[str, str]] = field(default_factory=list)  # (file in shards/bad/, reason)
+    new_shards: int = 0  # shards read by this run
+    merged_trials: int = 0  # trial copies written into results.h5 by this run
+    results: str = ""
+    summary: str = ""
+    wall_s: float = 0.0
+    notes: list[str] = field(default_factory=list)  # e.g. why an incremental run became a full one
+
+    @property
+    def is_clean(self) -> bool:
+        """True when nothing is missing or failed (what `--strict` checks)."""
+        return not self.missing and not self.failed
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """`dataclasses.asdict`, plus the counts a script would otherwise have to compute."""
+        d = dataclasses.asdict(self)
+        d["n_failed"] = len(self.failed)
+        d["n_missing"] = len(self.missing)
+        d["n_corrupt"] = len(self.corrupt)
+        d["corrupt"] = [list(c) for c in self.corrupt]
+        return d
+
+
+def _ids(ids: list[str]) -> str:
+    shown = ", ".join(ids[:SHOW_IDS])
+    return shown + (f", ... ({len(ids) - SHOW_IDS} more)" if len(ids) > SHOW_IDS else "")
+
+
+def render(report: CollectReport) -> str:
+    """The human-readable report printed by `python -m collect`."""
+    r = report
+    expected = "unknown (no grid.yaml and no submissions/*.json)" if r.expected is None else (
+        f"{r.expected} (from {r.expected_source})")
+    lines = [
+        f"collect {r.grid}: {r.folder}  [{r.mode}, {r.new_shards} shard(s) read, "
+        f"{r.merged_trials} trial(s) merged, {r.wall_s:.2f} s]",
+        f"  expected   {expected}",
+        f"  complete   {r.complete}  (ok {r.ok}, diverged {r.diverged})",
+        f"  failed     {len(r.failed)}",
+    ]
+    for tid, reason in list(r.failed.items())[:SHOW_IDS]:
+        lines.append(f"    {tid}: {reason}")
+    if len(r.failed) > SHOW_IDS:
+        lines.append(f"    ... {len(r.failed) - SHOW_IDS} more in failed/")
+    lines.append(f"  missing    {len(r.missing)}" + (f"  ({_ids(r.missing)})" if r.missing else ""))
+    if r.unexpected:
+        lines.append(f"  unexpected {r.unexpected}  (in results but not in the grid)")
+    lines.append(f"  duplicate  {r.duplicate}" + (f"  ({_ids(r.duplicate_ids)}; newest kept)" if r.duplicate else ""))
+    lines.append(f"  corrupt    {len(r.corrupt)}" + ("  (set aside in shards/bad/)" if r.corrupt else ""))
+    for name, reason in r.corrupt[:SHOW_IDS]:
+        lines.append(f"    {name}: {reason}")
+    for note in r.notes:
+        lines.append(f"  note: {note}")
+    lines.append(f"  results    {r.results}")
+    lines.append(f"  summary    {r.summary}")
+    return "\n".join(lines)
