@@ -1,0 +1,102 @@
+"""How to launch a grid: one frozen dataclass shared by the CLI, the planner and the submitter.
+
+Pure Python (no submitit, no jax): the CLI builds it from argparse, tests build it directly.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXECUTORS = ("slurm", "local", "debug")
+PLATFORMS = ("cpu", "cuda")
+DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize
+# sbatch options that have their own flag, or that submitit itself must own.
+RESERVED_SBATCH = {
+    "time": "--time", "partition": "--partition", "gpus-per-node": "--gpus", "cpus-per-task": "--cpus",
+    "mem": "--mem", "account": "--account", "qos": "--qos", "constraint": "--constraint",
+    "job-name": "(fixed to pcsweep-<grid>)", "array": "--max-parallel / --max-array-size",
+    "output": "(submitit's log files)", "error": "(submitit's log files)", "signal": "(submitit's checkpoint signal)",
+}
+
+
+class OptionsError(ValueError):
+    """Launch options that contradict each other or are out of range; the message names the flag."""
+
+
+def default_executor() -> str:
+    """`slurm` where `sbatch` is on PATH, else `local` (a laptop runs the same tasks in processes)."""
+    return "slurm" if shutil.which("sbatch") else "local"
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """Everything `python -m launch GRID` can be told besides the grid and its overrides."""
+
+    root: Path  # run root (default pc.paths.default_root())
+    executor: str = "slurm"  # slurm | local | debug
+    partition: str | None = None
+    time_min: int = 60  # per task wall-clock limit (sbatch --time), minutes
+    gpus: int = 1  # per task (0 allowed: no --gpus-per-node)
+    cpus: int = 4  # per task
+    mem_gb: float | None = None  # per task; None = the partition's default
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    sbatch: dict[str, str] = field(default_factory=dict)  # repeated --sbatch KEY=VALUE
+    max_parallel: int | None = None  # array throttle (%N); None = submitit's 256
+    trials_per_task: int | None = None
+    task_minutes: float | None = None  # target task duration (alternative to trials_per_task)
+    max_array_size: int | None = None  # None = MaxArraySize from `scontrol show config`, 1001 if unknown
+    image: str | None = None  # Apptainer .sif: tasks run `apptainer exec --nv --bind <root>,<code> IMAGE python`
+    container: bool = True  # False with --no-container: the host python
+    platform: str | None = None  # JAX_PLATFORMS in tasks; None = "cuda" on slurm, unset (auto) locally
+    jobs: int = 1  # --jobs for the local executor
+    only: tuple[str, ...] = ()  # --only trial ids
+    rerun_failed: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+    def task_sizing(self) -> tuple[int | None, float | None]:
+        """(trials_per_task, task_minutes) for `make_plan`: by default tasks aim at half of --time,
+        so a task whose estimate is off by 2x still finishes before its limit."""
+        if self.trials_per_task is None and self.task_minutes is None:
+            return None, self.time_min / 2
+        return self.trials_per_task, self.task_minutes
+
+
+def check_options(o: LaunchOptions) -> None:
+    """Refuse contradictory or out-of-range options, naming the flag to change."""
+    if o.executor not in EXECUTORS:
+        raise OptionsError(f"--executor: got {o.executor!r}; expected one of {', '.join(EXECUTORS)}")
+    if o.platform is not None and o.platform not in PLATFORMS:
+        raise OptionsError(f"--platform: got {o.platform!r}; expected one of {', '.join(PLATFORMS)}")
+    for flag, value, low in (
+        ("--time", o.time_min, 1),
+        ("--gpus", o.gpus, 0),
+        ("--cpus", o.cpus, 1),
+        ("--jobs", o.jobs, 1),
+        ("--max-parallel", o.max_parallel, 1),
+        ("--trials-per-task", o.trials_per_task, 1),
+        ("--max-array-size", o.max_array_size, 1),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise OptionsError(f"{flag}: got {value!r}; expected an integer >= {low}")
+    for flag, value in (("--mem", o.mem_gb), ("--task-minutes", o.task_minutes)):
+        if value is not None and not value > 0:
+            raise OptionsError(f"{flag}: got {value!r}; expected a positive number")
+    if o.trials_per_task is not None and o.task_minutes is not None:
+        raise OptionsError("--trials-per-task and --task-minutes: give one of them, not both")
+    if o.image is not None and not o.container:
+        raise OptionsError("--image and --no-container: give one of them, not both")
+    if o.executor == "debug" and len(o.only) != 1:
+        raise OptionsError("--executor debug runs one trial in this process: add --only TRIAL_ID (one id)")
+    for key, value in o.sbatch.items():
+        if not key or not key.replace("-", "").replace("_", "").isalnum():
+            raise OptionsError(f"--sbatch {key}={value}: KEY must be an sbatch long option name, e.g. gres or mail-type")
+        owner = RESERVED_SBATCH.get(key.replace("_", "-"))
+        if owner:
+            raise OptionsError(f"--sbatch {key}={value}: {key} is set by {owner}; use that instead")

@@ -1,0 +1,243 @@
+"""Trials -> tasks -> array jobs (pure; no I/O apart from `read_max_array_size`).
+
+Rules (docs/launch-cli.md, "Planning"):
+1. Trials are grouped by `pc.config.static_key`: trials of one group share array shapes and train
+   together in one compiled program (`pc`'s batched trainer).
+2. A group larger than one task's capacity is cut into the fewest pieces that fit, of near-equal
+   size (so no piece is a sliver); smaller groups stay whole.
+3. Pieces are packed into tasks in grid order (next fit): a task holds either one piece of a big
+   group or several whole small groups, each run as its own program one after another. So a task
+   may mix static keys, but only whole groups; it never holds two pieces of different big groups.
+4. Capacity is `trials_per_task` trials, or `task_minutes` of estimated run time, where a trial's
+   estimate is a rough FLOP count over a throughput (`estimate_trial_seconds`) and each group in a
+   task adds a compile overhead.
+5. Tasks are split into array jobs of at most `max_array_size` tasks (SLURM's MaxArraySize caps
+   the array index, so an array of N tasks needs N <= MaxArraySize).
+The task key is a hash of the task's sorted trial ids, so the same trials always form the same
+key and a relaunch finds its shard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pc.config import PER_TRIAL_KEYS, TrialConfig, static_key
+
+DEFAULT_TASK_MINUTES = 30.0
+# Effective FLOP/s of one task's batched training; rough, for sizing tasks only (notes/batching.md:
+# ~5e10 on one CPU core for two moons width 1024; a GPU is taken as 100x that).
+FLOPS_PER_S = {"cuda": 5e12, "cpu": 5e10}
+GROUP_OVERHEAD_S = 60.0  # jax import, data load and one compile per group in a task
+MIN_TRIAL_S = 0.05  # floor per trial: tiny trials still cost dispatch and metric transfers
+TRAIN_SIZE = {"fashion_mnist": 60_000, "mnist": 60_000}
+N_CLASSES = {"two_moons": 2, "two_circles": 2, "fashion_mnist": 10, "mnist": 10}
+MAX_ARRAY_SIZE_FALLBACK = 1001
+
+
+@dataclass(frozen=True)
+class Task:
+    """One array task: the trials one process trains, whole static groups or one piece of one."""
+
+    task_key: str  # "t-" + sha256 of the sorted trial ids, first 16 hex digits
+    trial_ids: tuple[str, ...]
+    groups: int = 1  # static groups (compiled programs) in this task
+    est_s: float = 0.0  # estimated run time in seconds (rough)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The tasks of one launch and how they are cut into array jobs."""
+
+    grid: str
+    tasks: tuple[Task, ...]
+    arrays: tuple[tuple[int, ...], ...]  # task indices per array job, each <= max_array_size tasks
+    groups: int = 0  # distinct static keys among the trials
+    trials: int = 0
+
+
+def _static_spec() -> list[tuple[str, tuple[str, ...] | None]]:
+    """Per top-level field: None (use it whole) or the sub-fields that are not per-trial."""
+    spec = []
+    for f in dataclasses.fields(TrialConfig):
+        if f.name in PER_TRIAL_KEYS:
+            continue
+        value = getattr(TrialConfig(), f.name)
+        if dataclasses.is_dataclass(value):
+            inner = tuple(g.name for g in dataclasses.fields(value) if f"{f.name}.{g.name}" not in PER_TRIAL_KEYS)
+            spec.append((f.name, None if len(inner) == len(dataclasses.fields(value)) else inner))
+        else:
+            spec.append((f.name, None))
+    return spec
+
+
+_STATIC_SPEC = _static_spec()
+
+
+def _shape(cfg: TrialConfig) -> tuple:
+    """A hashable stand-in for `static_key(cfg)` (equal exactly when the static keys are equal)."""
+    out = []
+    for name, inner in _STATIC_SPEC:
+        value = getattr(cfg, name)
+        out.append(value if inner is None else tuple(getattr(value, f) for f in inner))
+    return tuple(out)
+
+
+def task_key(trial_ids: Sequence[str]) -> str:
+    """Deterministic task key from its trials' ids (order-free)."""
+    return "t-" + hashlib.sha256("\n".join(sorted(trial_ids)).encode()).hexdigest()[:16]
+
+
+def estimate_trial_seconds(cfg: TrialConfig, *, flops_per_s: float = FLOPS_PER_S["cuda"]) -> float:
+    """Rough run time of one trial: ~6 FLOPs per weight per sample per inference step.
+
+    Args:
+        cfg: the trial.
+        flops_per_s: effective throughput of one task (see FLOPS_PER_S).
+
+    Returns:
+        Seconds, excluding compile time (counted per group by `make_plan`).
+    """
+    d, m, t = cfg.data, cfg.model, cfg.train
+    if d.dataset in TRAIN_SIZE:
+        n_in = (d.resize or 28) ** 2
+        samples = TRAIN_SIZE[d.dataset]
+    else:
+        n_in = 2
+        samples = d.n_samples
+    samples = samples // d.batch_size * d.batch_size
+    n_out = d.n_classes or N_CLASSES[d.dataset]
+    weights = n_in * m.width + m.width * m.width + m.width * n_out
+    return max(MIN_TRIAL_S, 6.0 * weights * samples * t.epochs * (t.T + 1) / flops_per_s)
+
+
+def make_plan(
+    trials: Sequence[TrialConfig],
+    *,
+    grid: str,
+    trials_per_task: int | None = None,
+    task_minutes: float | None = None,
+    max_array_size: int = MAX_ARRAY_SIZE_FALLBACK,
+    flops_per_s: float = FLOPS_PER_S["cuda"],
+    trial_ids: Sequence[str] | None = None,
+) -> Plan:
+    """Group trials by static key, pack the groups into tasks and the tasks into arrays.
+
+    Args:
+        trials: the trials to run, in grid order.
+        grid: the grid name.
+        trials_per_task: task capacity in trials; or
+        task_minutes: task capacity in estimated minutes (default 30 when neither is given).
+        max_array_size: the most tasks in one array job.
+        flops_per_s: throughput for the run-time estimate.
+        trial_ids: `trials[i].trial_id`, if already known (saves hashing 50k configs again).
+
+    Raises:
+        ValueError: both or a non-positive capacity, or a max_array_size below 1.
+    """
+    if trials_per_task is not None and task_minutes is not None:
+        raise ValueError("give trials_per_task or task_minutes, not both")
+    if trials_per_task is None and task_minutes is None:
+        task_minutes = DEFAULT_TASK_MINUTES
+    if (trials_per_task is not None and trials_per_task < 1) or (task_minutes is not None and task_minutes <= 0):
+        raise ValueError(f"task capacity must be positive; got trials_per_task={trials_per_task}, task_minutes={task_minutes}")
+    if max_array_size < 1:
+        raise ValueError(f"max_array_size must be >= 1; got {max_array_size}")
+    if trial_ids is None:
+        from launch.grid import fast_trial_id
+
+        trial_ids = [fast_trial_id(c) for c in trials]
+
+    groups: dict[str, list[int]] = {}
+    key_cache: dict[tuple, str] = {}
+    id_cache: dict[tuple[int, int, int], tuple] = {}
+    cost_cache: dict[tuple, float] = {}
+    seconds: list[float] = []
+    for i, cfg in enumerate(trials):
+        # Grids share section objects between trials; their ids are a cheap memo key while
+        # `trials` keeps them alive (hashing frozen dataclasses for 50k trials costs ~1 s).
+        ids = (id(cfg.data), id(cfg.model), id(cfg.train))
+        shape = id_cache.get(ids)
+        if shape is None:
+            shape = id_cache[ids] = _shape(cfg)
+        skey = key_cache.get(shape)
+        if skey is None:
+            skey = key_cache[shape] = static_key(cfg)
+        groups.setdefault(skey, []).append(i)
+        secs = cost_cache.get(shape)
+        if secs is None:
+            secs = cost_cache[shape] = estimate_trial_seconds(cfg, flops_per_s=flops_per_s)
+        seconds.append(secs)
+
+    if trials_per_task is not None:  # capacity counted in trials
+        capacity, overhead = float(trials_per_task), 0.0
+        costs = [1.0] * len(trials)
+    else:  # capacity counted in estimated seconds
+        capacity, overhead = task_minutes * 60.0, GROUP_OVERHEAD_S  # type: ignore[operator]
+        costs = seconds
+
+    pieces: list[tuple[list[int], bool]] = []  # (trial indices, whole group?)
+    for members in groups.values():
+        # Trials of one group have one shape, so one cost: the most a piece can hold is known.
+        per_piece = max(1, int((capacity - overhead) / costs[members[0]] + 1e-9))
+        n_pieces = math.ceil(len(members) / per_piece)
+        size, extra = divmod(len(members), n_pieces)
+        start = 0
+        for p in range(n_pieces):
+            end = start + size + (1 if p < extra else 0)
+            pieces.append((members[start:end], n_pieces == 1))
+            start = end
+
+    tasks: list[Task] = []
+    current: list[int] = []
+    current_whole = True
+    current_cost, current_groups = 0.0, 0
+
+    def close() -> None:
+        ids = tuple(trial_ids[i] for i in current)
+        est = GROUP_OVERHEAD_S * current_groups + sum(seconds[i] for i in current)
+        tasks.append(Task(task_key(ids), ids, current_groups, round(est, 1)))
+
+    for members, whole in pieces:
+        cost = overhead + sum(costs[i] for i in members)
+        if current and (not whole or current_cost + cost > capacity + 1e-9 or not current_whole):
+            close()
+            current, current_cost, current_groups = [], 0.0, 0
+        current_whole = whole if not current else current_whole and whole
+        current += members
+        current_cost += cost
+        current_groups += 1
+    if current:
+        close()
+
+    arrays = tuple(
+        tuple(range(start, min(start + max_array_size, len(tasks)))) for start in range(0, len(tasks), max_array_size)
+    )
+    return Plan(grid=grid, tasks=tuple(tasks), arrays=arrays, groups=len(groups), trials=len(trials))
+
+
+def read_max_array_size(timeout_s: float = 10.0) -> int:
+    """The cluster's MaxArraySize from `scontrol show config`; 1001 (SLURM's default) if unknown.
+
+    Never hangs: `scontrol` gets `timeout_s`, and a missing command, an error or an unparsable
+    answer all give the fallback.
+    """
+    exe = shutil.which("scontrol")
+    if exe is None:
+        return MAX_ARRAY_SIZE_FALLBACK
+    try:
+        out = subprocess.run([exe, "show", "config"], capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return MAX_ARRAY_SIZE_FALLBACK
+    if out.returncode != 0:
+        return MAX_ARRAY_SIZE_FALLBACK
+    match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", out.stdout, re.M)
+    if not match or int(match.group(1)) < 1:
+        return MAX_ARRAY_SIZE_FALLBACK
+    return int(match.group(1))

@@ -1,0 +1,122 @@
+"""What a SLURM task is given: its environment, its python command and its sbatch parameters.
+
+Pure functions of `LaunchOptions` and `RunPaths` (submitit is imported only inside
+`render_sbatch`), shared by `--dry-run` (which prints them) and `launch.submit` (which sends them),
+so the dry run shows exactly what a launch submits.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from launch.options import LaunchOptions
+from pc.paths import RunPaths
+
+CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout whose `launch` and `pc` tasks import
+
+
+def _abs(path: os.PathLike | str) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def submitit_folder(paths: RunPaths) -> Path:
+    """submitit's job folder: runs/<grid>/slurm, flat (no %j: SLURM < 23.02 cannot create it)."""
+    return Path(_abs(paths.slurm_dir))
+
+
+def task_environment(options: LaunchOptions, paths: RunPaths) -> dict[str, str]:
+    """Environment variables every task runs with.
+
+    `JAX_PLATFORMS=cuda` on SLURM unless `--platform` says otherwise, so a node without a GPU fails
+    loudly instead of training on CPU; locally it stays unset (jax picks) unless `--platform`.
+    The persistent compilation cache under the run root lets tasks of one shape compile once.
+    """
+    env: dict[str, str] = {}
+    platform = options.platform or ("cuda" if options.executor == "slurm" else None)
+    if platform:
+        env["JAX_PLATFORMS"] = platform
+    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    env["JAX_COMPILATION_CACHE_DIR"] = _abs(paths.jax_cache_dir)
+    env["HDF5_USE_FILE_LOCKING"] = "FALSE"
+    return env
+
+
+def python_command(options: LaunchOptions, paths: RunPaths) -> str | None:
+    """The shell words that start the task's python: `apptainer exec ... IMAGE python`, or None
+    for the host python (submitit then uses the launching interpreter).
+
+    The run root and the code are bound into the container at the same paths. No `--cleanenv`:
+    submitit passes its job state through environment variables. `--nv` is left out with `--gpus 0`.
+    """
+    if not options.image or not options.container:
+        return None
+    words = ["apptainer", "exec"]
+    if options.gpus > 0:
+        words.append("--nv")
+    words += ["--bind", f"{_abs(paths.root)},{CODE_ROOT}", _abs(options.image), "python"]
+    return shlex.join(words)
+
+
+def setup_lines(options: LaunchOptions, paths: RunPaths) -> list[str]:
+    """sbatch lines run before the task: the task environment and the code on PYTHONPATH."""
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in task_environment(options, paths).items()]
+    lines.append(f"export PYTHONPATH={shlex.quote(str(CODE_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}")
+    return lines
+
+
+def _mem(mem_gb: float) -> str:
+    """submitit's own rendering of a memory size (`16GB`, or MB for fractions)."""
+    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
+
+
+def executor_parameters(options: LaunchOptions, grid: str, paths: RunPaths) -> dict[str, Any]:
+    """Keyword arguments for `submitit.SlurmExecutor.update_parameters`.
+
+    The job name is `pcsweep-<grid>`, so `squeue --me -n pcsweep-<grid>` lists a grid's jobs;
+    `--sbatch KEY=VALUE` extras go to `additional_parameters` verbatim.
+    """
+    params: dict[str, Any] = {
+        "job_name": f"pcsweep-{grid}",
+        "time": options.time_min,
+        "cpus_per_task": options.cpus,
+        "setup": setup_lines(options, paths),
+    }
+    if options.partition:
+        params["partition"] = options.partition
+    if options.gpus:
+        params["gpus_per_node"] = options.gpus
+    if options.mem_gb is not None:
+        params["mem"] = _mem(options.mem_gb)
+    for name in ("account", "qos", "constraint"):
+        if getattr(options, name):
+            params[name] = getattr(options, name)
+    if options.max_parallel is not None:
+        params["array_parallelism"] = options.max_parallel
+    if options.sbatch:
+        params["additional_parameters"] = dict(options.sbatch)
+    return params
+
+
+def submit_command(options: LaunchOptions, paths: RunPaths) -> str:
+    """The command line submitit puts in the sbatch script for our python (see `python_command`)."""
+    python = python_command(options, paths) or shlex.quote(sys.executable)
+    return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(submitit_folder(paths)))])
+
+
+def render_sbatch(options: LaunchOptions, grid: str, paths: RunPaths, n_tasks: int) -> str:
+    """The sbatch script submitit would send for an array of `n_tasks` tasks (one job if 1).
+
+    Uses submitit's own `_make_sbatch_string`, so the text is what `launch` submits.
+    """
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    return _make_sbatch_string(
+        command=submit_command(options, paths),
+        folder=submitit_folder(paths),
+        map_count=n_tasks if n_tasks > 1 else None,
+        **executor_parameters(options, grid, paths),
+    )
