@@ -148,7 +148,7 @@ class ResultsWriter:
 
     def delete(self, trial_id: str) -> None:
         if self.has(trial_id):
-            self.trials.links.delete(trial_id.encode())
+            self.trials.unlink(trial_id.encode())
 
     def _copy(self, src_trials: Any, trial_id: str, provenance: list[tuple[bytes, np.ndarray]]) -> None:
         name = trial_id.encode()
@@ -163,10 +163,10 @@ class ResultsWriter:
                 h5a.create(gid, attr, _STR_TYPE, self._space).write(value)
         except BaseException:
             if self.trials.links.exists(target):
-                self.trials.links.delete(target)
+                self.trials.unlink(target)
             raise
         if replacing:
-            self.trials.links.delete(name)
+            self.trials.unlink(name)
             self.trials.links.move(target, self.trials, name)
 
     def copy_from(self, info: ShardInfo, trial_ids: list[str]) -> list[str]:

@@ -146,7 +146,7 @@ class TrialReader:
                 wall_s=_float_attr(gid, b"wall_s"),
                 config=_str_attr(gid, b"config"),
                 accuracy=float(acc[-1]) if acc.size else math.nan,
-                accuracy_best=float(np.max(acc)) if acc.size and not np.isnan(acc).all() else math.nan,
+                accuracy_best=float(np.nanmax(acc)) if acc.size and not np.isnan(acc).all() else math.nan,
                 energy=energy[-2],
                 energy_var=energy_var[-2],
                 energy_final=energy[-1],

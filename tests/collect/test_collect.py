@@ -1,0 +1,281 @@
+"""collect on real HDF5 shards: validation, newest-wins merging, report, summary values, incremental runs."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import GRID, synthetic_trial
+
+import collect
+from collect import merge
+from pc.shard import ARRAY_NAMES
+
+
+def _truncate(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _make_partial(path) -> None:
+    with h5py.File(path, "a") as f:
+        del f.attrs["complete"]
+
+
+def _results_arrays(run, trial_id: str) -> dict[str, np.ndarray]:
+    with h5py.File(run.paths.results, "r") as f:
+        return {n: f["trials"][trial_id][n][()] for n in ARRAY_NAMES}
+
+
+@pytest.fixture
+def messy(run):
+    """Two good shards (one trial in both), a diverged trial, a truncated and a partial shard,
+    a failed trial and a missing one, all listed in a submissions manifest."""
+    a, b, c = (synthetic_trial(s) for s in (1, 2, 3))
+    b_new = synthetic_trial(2, offset=100.0)  # same config, same id, other values
+    d = synthetic_trial(4, diverge_at=(1, 2))
+    bp = synthetic_trial(5, kind="bp")
+    e, f, g, h = (synthetic_trial(s) for s in (6, 7, 8, 9))
+    run.shard("s1", [a, b, c], created="2026-01-01T00:00:00+00:00")
+    run.shard("s2", [b_new, d, bp], created="2026-01-02T00:00:00+00:00")
+    _truncate(run.shard("s3", [g]))
+    _make_partial(run.shard("s4", [h]))
+    run.failed(e.trial_id)
+    ids = [t.trial_id for t in (a, b, c, d, bp, e, f, g, h)]
+    run.manifest(ids)
+    return dict(a=a, b=b, b_new=b_new, c=c, d=d, bp=bp, e=e, f=f, g=g, h=h)
+
+
+def test_report_counts_every_category(run, messy):
+    r = collect.collect(GRID, run.root, progress=False)
+    t = messy
+    assert r.mode == "full" and r.expected == 9 and r.expected_source == "submissions"
+    assert r.complete == 5 and r.ok == 4 and r.diverged == 1
+    assert list(r.failed) == [t["e"].trial_id] and "FloatingPointError: boom" in r.failed[t["e"].trial_id]
+    assert "node7" in r.failed[t["e"].trial_id]
+    assert r.missing == sorted([t["f"].trial_id, t["g"].trial_id, t["h"].trial_id])
+    assert r.duplicate == 1 and r.duplicate_ids == [t["b"].trial_id]
+    assert sorted(name for name, _ in r.corrupt) == ["s3.h5", "s4.h5"]
+    reasons = dict(r.corrupt)
+    assert "truncated" in reasons["s3.h5"] and "partial" in reasons["s4.h5"]
+    assert r.new_shards == 4 and r.merged_trials == 5 and not r.is_clean
+
+
+def test_bad_shards_are_set_aside_with_a_reason(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    bad = run.paths.bad_shards_dir
+    assert sorted(p.name for p in bad.iterdir()) == ["s3.h5", "s3.h5.reason.txt", "s4.h5", "s4.h5.reason.txt"]
+    assert "complete" in (bad / "s4.h5.reason.txt").read_text()
+    assert sorted(p.name for p in run.paths.shards_dir.glob("*.h5")) == ["s1.h5", "s2.h5"]
+    assert run.leftovers() == []
+
+
+def test_newest_copy_of_a_duplicate_wins_by_values(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    tid = messy["b"].trial_id
+    got = collect.load_trial(GRID, tid, root=run.root)
+    for name in ARRAY_NAMES:
+        np.testing.assert_array_equal(got.arrays[name], messy["b_new"].arrays[name])
+    with h5py.File(run.paths.results, "r") as f:
+        g = f["trials"][tid]
+        assert g.attrs["shard"] == "s2.h5" and g.attrs["shard_created"] == "2026-01-02T00:00:00+00:00"
+        assert g.attrs["hostname"] == "node-s2" and g.attrs["slurm_job_id"] == "job-s2"
+        assert f.attrs["schema"] == "pcsweep-results" and f.attrs["schema_version"] == 1
+        assert f.attrs["grid"] == GRID and "created" in f.attrs
+        assert sorted(f["trials"]) == sorted(messy[k].trial_id for k in ("a", "b", "c", "d", "bp"))
+
+
+def test_equal_created_falls_back_to_file_mtime(run):
+    old, new = synthetic_trial(1), synthetic_trial(1, offset=7.0)
+    run.shard("x", [new])
+    run.shard("y", [old])
+    run.touch_later(run.paths.shard("x"))
+    collect.collect(GRID, run.root, progress=False)
+    np.testing.assert_array_equal(_results_arrays(run, old.trial_id)["energy"], new.arrays["energy"])
+
+
+def test_summary_values_are_the_last_batch_of_the_last_epoch_at_t_T_minus_1(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    df = collect.load_summary(GRID, root=run.root).set_index("trial_id")
+    t = messy["a"]
+    row, arr = df.loc[t.trial_id], t.arrays
+    T = t.config["train"]["T"]
+    assert row["status"] == "ok" and row["wall_s"] == t.wall_s
+    assert row["accuracy"] == pytest.approx(float(arr["test_accuracy"][-1]), rel=1e-7)
+    assert row["accuracy_best"] == pytest.approx(float(arr["test_accuracy"].max()), rel=1e-7)
+    assert row["n_layers_energy"] == 3
+    for k in range(3):
+        assert np.float32(row[f"energy_{k}"]) == arr["energy"][-1, -1, T - 1, k]
+        assert np.float32(row[f"energy_var_{k}"]) == arr["energy_var"][-1, -1, T - 1, k]
+        assert np.float32(row[f"energy_final_{k}"]) == arr["energy"][-1, -1, T, k]
+        for m in ("w_norm", "w_grad_norm", "w_grad_var"):
+            assert np.float32(row[f"{m}_{k}"]) == arr[m][-1, -1, k]
+    e = arr["energy"][-1, -1, T - 1].astype(np.float64)
+    assert row["energy_ratio_0/1"] == pytest.approx(e[0] / (e[1] + 1e-32), rel=1e-12)
+    assert row["energy_ratio_1/2"] == pytest.approx(e[1] / (e[2] + 1e-32), rel=1e-12)
+    # config columns, flattened, and the derived labels
+    assert row["data.dataset"] == "two_moons" and row["seed"] == 1 and row["train.T"] == T
+    assert row["optim"] == "adamw-0.9" and row["condition"] == "pc-adamw-0.9"
+    assert row["model.constant_width"] == np.False_ and row["model.width"] == 128
+
+
+def test_summary_columns_are_the_documented_ones_in_order(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    cols = list(collect.load_summary(GRID, root=run.root).columns)
+    from pc.config import valid_keys
+
+    per_layer = [f"{m}_{k}" for m in ("energy", "energy_var", "w_norm", "w_grad_norm", "w_grad_var") for k in range(3)]
+    assert cols == (["trial_id", "status", "wall_s", "accuracy", "accuracy_best"] + valid_keys()
+                    + ["optim", "condition", "n_layers_energy"] + per_layer
+                    + ["energy_ratio_0/1", "energy_ratio_1/2", "energy_final_0", "energy_final_1", "energy_final_2"])
+
+
+def test_diverged_and_bp_rows_keep_nans_where_values_are_nan(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    df = collect.load_summary(GRID, root=run.root).set_index("trial_id")
+    d = df.loc[messy["d"].trial_id]
+    assert d["status"] == "diverged" and np.isnan(d["accuracy"]) and np.isnan(d["energy_0"])
+    assert d["accuracy_best"] == pytest.approx(float(messy["d"].arrays["test_accuracy"][0]), rel=1e-7)
+    bp = df.loc[messy["bp"].trial_id]
+    assert bp["n_layers_energy"] == 1 and bp["condition"] == "bp-adamw-0.9"
+    arr = messy["bp"].arrays
+    assert np.float32(bp["energy_0"]) == arr["energy"][-1, -1, 0, 0]  # T = 1: t = T-1 = 0
+    assert np.isnan(bp["energy_1"]) and np.isnan(bp["energy_ratio_0/1"])
+    assert np.float32(bp["w_norm_2"]) == arr["w_norm"][-1, -1, 2]
+
+
+def test_incremental_collect_reads_only_the_new_shard(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    before = {k: _results_arrays(run, messy[k].trial_id) for k in ("a", "b")}
+    a_prov = h5py.File(run.paths.results, "r")["trials"][messy["a"].trial_id].attrs["shard"]
+    unchanged = collect.collect(GRID, run.root, progress=False)
+    assert unchanged.mode == "unchanged" and unchanged.new_shards == 0 and unchanged.complete == 5
+    f = messy["f"]
+    run.shard("s5", [f], created="2026-01-03T00:00:00+00:00")
+    r = collect.collect(GRID, run.root, progress=False)
+    assert r.mode == "incremental" and r.new_shards == 1 and r.merged_trials == 1
+    assert r.complete == 6 and f.trial_id not in r.missing and r.duplicate == 1
+    for k, arrays in before.items():
+        for name in ARRAY_NAMES:
+            np.testing.assert_array_equal(_results_arrays(run, messy[k].trial_id)[name], arrays[name])
+    with h5py.File(run.paths.results, "r") as h:
+        assert h["trials"][messy["a"].trial_id].attrs["shard"] == a_prov
+    assert len(collect.load_summary(GRID, root=run.root)) == 6
+    assert run.leftovers() == []
+
+
+def test_incremental_equals_rebuild(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    run.shard("s5", [messy["f"], synthetic_trial(1, offset=50.0)], created="2026-01-05T00:00:00+00:00")
+    run.shard("s6", [synthetic_trial(2, offset=-1.0)], created="2025-12-31T00:00:00+00:00")  # older: loses
+    inc = collect.collect(GRID, run.root, progress=False)
+    assert inc.mode == "incremental" and inc.new_shards == 2 and inc.merged_trials == 2
+    inc_table = collect.load_summary(GRID, root=run.root)
+    inc_arrays = {t: _results_arrays(run, t) for t in inc_table["trial_id"]}
+    full = collect.collect(GRID, run.root, rebuild=True, progress=False)
+    assert full.mode == "full" and full.new_shards == 4
+    pd.testing.assert_frame_equal(inc_table, collect.load_summary(GRID, root=run.root))
+    for tid, arrays in inc_arrays.items():
+        for name in ARRAY_NAMES:
+            np.testing.assert_array_equal(_results_arrays(run, tid)[name], arrays[name])
+    assert (inc.complete, inc.duplicate_ids, inc.missing) == (full.complete, full.duplicate_ids, full.missing)
+    np.testing.assert_array_equal(_results_arrays(run, messy["a"].trial_id)["energy"],
+                                  synthetic_trial(1, offset=50.0).arrays["energy"])
+
+
+def test_a_rewritten_shard_is_read_again(run):
+    t = synthetic_trial(1)
+    path = run.shard("s1", [t])
+    collect.collect(GRID, run.root, progress=False)
+    run.shard("s1", [synthetic_trial(1, offset=3.0)], created="2026-02-01T00:00:00+00:00")
+    run.touch_later(path)
+    r = collect.collect(GRID, run.root, progress=False)
+    assert r.new_shards == 1 and r.merged_trials == 1 and r.duplicate == 0
+    assert _results_arrays(run, t.trial_id)["w_norm"][0, 0, 0] == np.float32(8.0)
+
+
+def test_a_bad_trial_sets_its_shard_aside_and_an_older_copy_takes_over(run):
+    t_old, t_new, other = synthetic_trial(1), synthetic_trial(1, offset=9.0), synthetic_trial(2)
+    run.shard("old", [t_old], created="2026-01-01T00:00:00+00:00")
+    path = run.shard("new", [t_new, other], created="2026-01-02T00:00:00+00:00")
+    with h5py.File(path, "a") as f:
+        del f["trials"][t_new.trial_id]["energy_var"]
+    r = collect.collect(GRID, run.root, progress=False)
+    assert [n for n, _ in r.corrupt] == ["new.h5"] and "energy_var" in r.corrupt[0][1]
+    assert r.complete == 1  # `other` lived only in the bad shard
+    np.testing.assert_array_equal(_results_arrays(run, t_old.trial_id)["energy"], t_old.arrays["energy"])
+
+
+def test_a_failure_midway_leaves_results_untouched_and_no_temp_files(run, messy, monkeypatch):
+    collect.collect(GRID, run.root, progress=False)
+    before = run.paths.results.read_bytes()
+    run.shard("s5", [messy["f"]], created="2026-01-03T00:00:00+00:00")
+
+    def boom(self, info, trial_ids):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(merge.ResultsWriter, "copy_from", boom)
+    with pytest.raises(KeyboardInterrupt):
+        collect.collect(GRID, run.root, progress=False)
+    assert run.paths.results.read_bytes() == before and run.leftovers() == []
+    monkeypatch.undo()
+    r = collect.collect(GRID, run.root, progress=False)
+    assert r.mode == "incremental" and r.merged_trials == 1
+
+
+def test_edited_results_trigger_a_full_collect(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    run.paths.summary.unlink()
+    r = collect.collect(GRID, run.root, progress=False)
+    assert r.mode == "full" and any("changed since" in n for n in r.notes)
+    assert len(collect.load_summary(GRID, root=run.root)) == 5
+
+
+def test_parallel_row_reading_matches_serial(run, monkeypatch):
+    from collect import pipeline
+
+    trials = [synthetic_trial(s, offset=float(s)) for s in range(12)]
+    for i in range(3):
+        run.shard(f"p{i}", trials[i * 4:(i + 1) * 4])
+    collect.collect(GRID, run.root, progress=False)
+    serial = collect.load_summary(GRID, root=run.root)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_TRIALS", 1)
+    collect.collect(GRID, run.root, rebuild=True, progress=False)
+    pd.testing.assert_frame_equal(serial, collect.load_summary(GRID, root=run.root))
+
+
+def test_empty_run_folder_and_missing_folder(run, tmp_path):
+    r = collect.collect(GRID, run.root, progress=False)
+    assert r.complete == 0 and r.expected is None and r.expected_source == "unknown"
+    assert list(collect.load_summary(GRID, root=run.root).columns[:2]) == ["trial_id", "status"]
+    with pytest.raises(collect.RunFolderError, match="no such run folder"):
+        collect.collect("nope", run.root, progress=False)
+
+
+def test_strict_raises_with_the_report_after_writing(run, messy):
+    with pytest.raises(collect.IncompleteError) as info:
+        collect.collect(GRID, run.root, strict=True, progress=False)
+    assert len(info.value.report.missing) == 3 and run.paths.results.exists()
+
+
+def test_load_arrays_and_errors(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    ids = [messy["a"].trial_id, messy["c"].trial_id]
+    got = collect.load_arrays(GRID, "w_grad_norm", ids, root=run.root)
+    assert list(got) == ids
+    np.testing.assert_array_equal(got[ids[1]], messy["c"].arrays["w_grad_norm"])
+    with pytest.raises(KeyError, match="expected one of"):
+        collect.load_arrays(GRID, "energies", ids, root=run.root)
+    with pytest.raises(KeyError, match="no trial"):
+        collect.load_trial(GRID, "0" * 16, root=run.root)
+    with pytest.raises(FileNotFoundError, match="python -m collect"):
+        collect.load_summary("other", root=run.root)
+
+
+def test_report_json_is_plain_data(run, messy):
+    r = collect.collect(GRID, run.root, progress=False)
+    d = json.loads(json.dumps(r.to_json_dict()))
+    assert d["n_missing"] == 3 and d["n_corrupt"] == 2 and d["duplicate"] == 1
