@@ -35,8 +35,15 @@ from pc.model import build_model, init_weights, set_weights
 
 # Group sizes a program is compiled for; a group is padded up to the next one.
 GROUP_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
-# Hidden-state mask: the frozen output state is excluded (pcx 0.6.3 trap (b)).
-_H_MASK = pxu.M_hasnot(pxc.VodeParam, frozen=True)
+
+
+def _h_mask():
+    """Hidden states only: the frozen output state is excluded (pcx 0.6.3 trap (b)).
+
+    A fresh mask per use: `M.to(...)` mutates the mask object it is called on.
+    """
+    return pxu.M_hasnot(pxc.VodeParam, frozen=True)
+
 _VODE_AXES = pxu.M(pxc.VodeParam | pxc.VodeParam.Cache).to((None, 0))
 
 
@@ -84,11 +91,11 @@ def train_on_batch(x, y, h_lr, *, model, optim_w, kind: str, T: int) -> dict[str
     with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
         _forward(x, y, model=model)
     if kind == "pc":
-        optim_h = pxu.Optim(lambda: optax.sgd(h_lr), _H_MASK(model))
+        optim_h = pxu.Optim(lambda: optax.sgd(h_lr), _h_mask()(model))
 
         def state_step(_, *, model, optim_h):
             with pxu.step(model, clear_params=pxc.VodeParam.Cache):
-                (_, (e,)), g = pxf.value_and_grad(_H_MASK.to([False, True]), has_aux=True)(_energy)(x, model=model)
+                (_, (e,)), g = pxf.value_and_grad(_h_mask().to([False, True]), has_aux=True)(_energy)(x, model=model)
             # dE_mean/dh_i = dE_i/dh_i / B: scale back so each sample moves by gamma * dE_i/dh_i.
             optim_h.step(model, g["model"], scale_by=x.shape[0])
             return (), e
