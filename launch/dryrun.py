@@ -45,8 +45,8 @@ class DryRun:
 def _sample(grid: Grid, indices: list[int]) -> list[dict[str, Any]]:
     if not indices:
         return []
-    n = len(indices)
-    picks = sorted({indices[round(i * (n - 1) / max(1, SAMPLE_SIZE - 1))] for i in range(min(SAMPLE_SIZE, n))})
+    n, k = len(indices), min(SAMPLE_SIZE, len(indices))
+    picks = sorted({indices[round(i * (n - 1) / max(1, k - 1))] for i in range(k)})  # evenly spread, ends included
     out = []
     for i in picks:
         cfg = grid.trials[i]

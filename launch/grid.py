@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from pc.config import ConfigError, TrialConfig, canonical_json, set_dotted, valid_keys
+from pc.config import PER_TRIAL_KEYS, ConfigError, TrialConfig, canonical_json, set_dotted, valid_keys
 
 GRID_KEYS = ("name", "description", "defaults", "sweep", "exclude")
 BLOCK_KEYS = ("name", "description", "set", "axes", "joint", "by", "exclude")
@@ -339,16 +339,35 @@ def _excluded(cfg: TrialConfig, rules: list) -> bool:
     return any(all(_canon(_get(cfg, k)) in vals for k, vals, _ in rule) for rule in rules)
 
 
+# Keys validated one value at a time: `seed` and the per-trial knobs that become arrays with a
+# trial axis in pc's compiled program (pc.config.PER_TRIAL_KEYS); pc.config checks each of them
+# on its own (positive, >= 0, int), never against another key.
+_LIGHT = {k: (tuple(k.split(".", 1)) if "." in k else (None, k)) for k in (*PER_TRIAL_KEYS, *_TOP_KEYS)}
+
+
 def _expand(blocks: list[_Block], top_rules: list, defaults: Mapping[str, Any], source: str):
     """Generate (trial_id, config) for every block product, validated, excluded rules dropped.
 
-    Built for speed (the paper grids hold 54,784 trials): each distinct combination of section
-    values is validated once through `TrialConfig.from_mapping` and its JSON cached; trials that
-    differ only in top-level keys (`seed`) reuse it, so a trial costs a dict merge and one sha256.
+    Built for speed (the paper grids hold 54,784 trials): each combination of the keys that shape
+    the program is validated once through `TrialConfig.from_mapping`, each per-trial value once
+    on its own; a trial then costs a few cached lookups and one sha256 of cached JSON pieces.
     """
     base_cache: dict[tuple, tuple[dict, dict]] = {}
-    top_cache: dict[tuple, str] = {}
-    default_top = {k: defaults[k] for k in _TOP_KEYS}
+    light_cache: dict[tuple, Any] = {}
+    section_cache: dict[tuple, tuple[Any, str]] = {}
+    top_json: dict[tuple, str] = {}
+
+    def light_value(key: str, value: Any, where: str) -> Any:
+        tk = (key, value.__class__, value)
+        if tk not in light_cache:
+            mapping = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in defaults.items()}
+            set_dotted(mapping, key, value)
+            try:
+                light_cache[tk] = _get(TrialConfig.from_mapping(mapping), key)
+            except ConfigError as e:
+                raise GridError(f"{source}: {where}: {e}; fix the value in the grid file") from e
+        return light_cache[tk]
+
     for block in blocks:
         rules = block.exclude + top_rules
         for groups, where in _split_by(block, source):
@@ -356,8 +375,8 @@ def _expand(blocks: list[_Block], top_rules: list, defaults: Mapping[str, Any], 
             for g in groups:
                 tagged.append([
                     (
-                        tuple((k, v.__class__, v) for k, v in zip(g.keys, row) if k not in default_top),
-                        tuple((k, v) for k, v in zip(g.keys, row) if k in default_top),
+                        tuple((k, v.__class__, v) for k, v in zip(g.keys, row) if k not in _LIGHT),
+                        tuple((k, light_value(k, v, g.where)) for k, v in zip(g.keys, row) if k in _LIGHT),
                     )
                     for row in g.rows
                 ])
@@ -367,22 +386,26 @@ def _expand(blocks: list[_Block], top_rules: list, defaults: Mapping[str, Any], 
                 if entry is None:
                     entry = base_cache[ck] = _base(ck, defaults, source, where)
                 kwargs, texts = entry
-                top = dict(default_top)
+                kwargs, texts = dict(kwargs), dict(texts)
+                by_section: dict[str, list] = {}
                 for c in combo:
-                    if c[1]:
-                        top.update(c[1])
-                texts = dict(texts)
-                for k, v in top.items():
-                    tk = (k, v.__class__, v)
-                    text = top_cache.get(tk)
-                    if text is None:
-                        try:
-                            TrialConfig.from_mapping({k: v})
-                        except ConfigError as e:
-                            raise GridError(f"{source}: {where}: {e}") from e
-                        text = top_cache[tk] = canonical_json(v)
-                    texts[k] = text
-                cfg = TrialConfig(**kwargs, **top)
+                    for k, v in c[1]:
+                        section, name = _LIGHT[k]
+                        if section is None:
+                            kwargs[name] = v
+                            tk = (v.__class__, v)
+                            text = top_json.get(tk)
+                            texts[name] = text if text is not None else top_json.setdefault(tk, canonical_json(v))
+                        else:
+                            by_section.setdefault(section, []).append((name, v))
+                for section, items in by_section.items():
+                    sk = (id(kwargs[section]), tuple(items))
+                    hit = section_cache.get(sk)
+                    if hit is None:
+                        obj = dataclasses.replace(kwargs[section], **dict(items))
+                        hit = section_cache[sk] = (obj, _section_json(obj))
+                    kwargs[section], texts[section] = hit
+                cfg = TrialConfig(**kwargs)
                 if rules and _excluded(cfg, rules):
                     continue
                 body = ",".join(f'"{name}":{texts[name]}' for name in _SORTED_FIELDS)
@@ -390,7 +413,7 @@ def _expand(blocks: list[_Block], top_rules: list, defaults: Mapping[str, Any], 
 
 
 def _base(ck: tuple, defaults: Mapping[str, Any], source: str, where: str) -> tuple[dict, dict]:
-    """Validate one combination of section values; its section objects and their canonical JSON."""
+    """Validate one combination of program-shaping values; its fields and their canonical JSON."""
     mapping = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in defaults.items()}
     for k, _, v in ck:
         set_dotted(mapping, k, v)
@@ -399,8 +422,8 @@ def _base(ck: tuple, defaults: Mapping[str, Any], source: str, where: str) -> tu
     except ConfigError as e:
         shown = ", ".join(f"{k}={v!r}" for k, _, v in ck)
         raise GridError(f"{source}: {where}: {e}; the trial with {shown} is invalid; fix the sweep") from e
-    kwargs = {s: getattr(base, s) for s in _SECTIONS}
-    return kwargs, {s: _section_json(kwargs[s]) for s in _SECTIONS}
+    kwargs = {f: getattr(base, f) for f in _SORTED_FIELDS}
+    return kwargs, {f: (_section_json(v) if f in _SECTIONS else canonical_json(v)) for f, v in kwargs.items()}
 
 
 def _parse_overrides(overrides: Sequence[str], parser: _Parser) -> dict[str, Any]:

@@ -1,0 +1,148 @@
+"""--dry-run and the sbatch text: golden files, task environment, python command, options."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from launch.dryrun import dry_run, render_dry_run
+from launch.grid import load_grid
+from launch.options import LaunchOptions, OptionsError
+from launch.sbatch import CODE_ROOT, executor_parameters, python_command, render_sbatch, task_environment
+from pc.paths import RunPaths
+
+GRIDS = CODE_ROOT / "grids"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+RECORD = "PCSWEEP_RECORD_GOLDEN"
+ROOT = Path("/scratch/runs")
+
+
+def _normalize(text: str) -> str:
+    return text.replace(sys.executable, "<python>").replace(str(CODE_ROOT), "<code>")
+
+
+def assert_golden(name: str, text: str) -> None:
+    """Compare with tests/golden/<name>; on a difference print the diff and how to re-record."""
+    path = GOLDEN / name
+    text = _normalize(text)
+    if os.environ.get(RECORD) == "1":
+        path.write_text(text)
+        return
+    want = path.read_text() if path.exists() else ""
+    if text != want:
+        diff = "".join(difflib.unified_diff(want.splitlines(True), text.splitlines(True), f"golden/{name}", "now"))
+        pytest.fail(f"{name} differs from the golden file:\n{diff}\n"
+                    f"If the change is intended, re-record with: {RECORD}=1 python -m pytest tests/launch/test_dryrun.py")
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_grid(GRIDS / "demo.yaml")
+
+
+def gpu_options(**kw) -> LaunchOptions:
+    base = dict(root=ROOT, executor="slurm", partition="gpu", time_min=30, mem_gb=8, image="/scratch/pcsweep.sif",
+                sbatch={"mail-type": "END"}, max_parallel=2, trials_per_task=4, max_array_size=5)
+    return LaunchOptions(**{**base, **kw})
+
+
+def test_dry_run_text_matches_golden(demo):
+    assert_golden("dry_run_demo.txt", render_dry_run(dry_run(demo, gpu_options())))
+
+
+def test_sbatch_scripts_match_golden(demo):
+    paths = RunPaths.of("demo", ROOT)
+    assert_golden("sbatch_demo_apptainer.sh", render_sbatch(gpu_options(), "demo", paths, 5))
+    cpu = LaunchOptions(root=ROOT, executor="slurm", gpus=0, cpus=1, container=False, platform="cpu", time_min=5)
+    assert_golden("sbatch_demo_cpu.sh", render_sbatch(cpu, "demo", paths, 1))
+
+
+def test_dry_run_json_has_the_counts_and_plan(demo):
+    d = dry_run(demo, gpu_options())
+    data = json.loads(json.dumps(dataclasses.asdict(d), default=str))
+    assert data["trials"] == 32 and data["tasks"] == 10
+    assert [a["tasks"] for a in data["arrays"]] == [5, 5] and sum(a["trials"] for a in data["arrays"]) == 32
+    assert data["sample"][0]["trial_id"] == demo.trial_ids[0]
+    assert "#SBATCH --array=0-4%2" in data["sbatch"]
+    assert data["parameters"]["job_name"] == "pcsweep-demo"
+
+
+def test_only_restricts_the_plan_and_unknown_ids_are_named(demo):
+    picked = demo.trial_ids[3:5]
+    d = dry_run(demo, gpu_options(only=picked))
+    assert d.trials == 2 and d.grid_trials == 32 and {s["trial_id"] for s in d.sample} == set(picked)
+    with pytest.raises(OptionsError, match="--only ffffffffffffffff: not a trial of grid 'demo'"):
+        dry_run(demo, gpu_options(only=("ffffffffffffffff",)))
+
+
+def test_local_dry_run_has_no_sbatch_and_no_forced_platform(demo):
+    d = dry_run(demo, LaunchOptions(root=ROOT, executor="local", jobs=2))
+    assert d.sbatch == "" and d.parameters == {} and "JAX_PLATFORMS" not in d.environment
+    assert "dry run: nothing was submitted" in render_dry_run(d)
+
+
+def test_task_environment():
+    paths = RunPaths.of("g", ROOT)
+    env = task_environment(LaunchOptions(root=ROOT), paths)
+    assert env == {
+        "JAX_PLATFORMS": "cuda",
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "JAX_COMPILATION_CACHE_DIR": "/scratch/runs/.jax_cache",
+        "HDF5_USE_FILE_LOCKING": "FALSE",
+    }
+    assert task_environment(LaunchOptions(root=ROOT, platform="cpu"), paths)["JAX_PLATFORMS"] == "cpu"
+    assert task_environment(LaunchOptions(root=ROOT, executor="local", platform="cuda"), paths)["JAX_PLATFORMS"] == "cuda"
+
+
+def test_python_command_binds_root_and_code_and_never_cleans_env():
+    paths = RunPaths.of("g", ROOT)
+    cmd = python_command(LaunchOptions(root=ROOT, image="/img/p.sif"), paths)
+    assert cmd == f"apptainer exec --nv --bind /scratch/runs,{CODE_ROOT} /img/p.sif python"
+    assert "--nv" not in python_command(LaunchOptions(root=ROOT, image="/img/p.sif", gpus=0), paths)
+    assert python_command(LaunchOptions(root=ROOT), paths) is None
+    assert python_command(LaunchOptions(root=ROOT, container=False), paths) is None
+    assert "cleanenv" not in cmd
+
+
+def test_executor_parameters_are_valid_for_submitit():
+    from submitit.slurm.slurm import _get_default_parameters, _make_sbatch_string
+
+    options = gpu_options(account="proj", qos="high", constraint="a100", mem_gb=1.5)
+    params = executor_parameters(options, "demo", RunPaths.of("demo", ROOT))
+    assert set(params) <= set(_get_default_parameters())
+    assert params["mem"] == "1536MB" and params["gpus_per_node"] == 1 and params["array_parallelism"] == 2
+    text = _make_sbatch_string(command="true", folder="/tmp/x", **params)
+    for flag in ("--account=proj", "--qos=high", "--constraint=a100", "--mail-type=END", "--time=30", "--partition=gpu"):
+        assert f"#SBATCH {flag}" in text
+    assert "gpus_per_node" not in executor_parameters(gpu_options(gpus=0), "demo", RunPaths.of("demo", ROOT))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(trials_per_task=3, task_minutes=5), "--trials-per-task and --task-minutes"),
+        (dict(executor="debug"), "--only TRIAL_ID"),
+        (dict(executor="cluster"), "--executor"),
+        (dict(image="x.sif", container=False), "--no-container"),
+        (dict(sbatch={"time": "10"}), "--sbatch time=10: time is set by --time"),
+        (dict(sbatch={"cpus_per_task": "2"}), "set by --cpus"),
+        (dict(sbatch={"bad key": "1"}), "sbatch long option"),
+        (dict(time_min=0), "--time"),
+        (dict(mem_gb=0), "--mem"),
+        (dict(platform="tpu"), "--platform"),
+    ],
+)
+def test_contradictory_options_are_refused(kwargs, message):
+    with pytest.raises(OptionsError, match=message.replace("(", r"\(")):
+        LaunchOptions(root=ROOT, **kwargs)
+
+
+def test_default_task_size_is_half_the_time_limit():
+    assert LaunchOptions(root=ROOT, time_min=120).task_sizing() == (None, 60.0)
+    assert LaunchOptions(root=ROOT, trials_per_task=9).task_sizing() == (9, None)
