@@ -33,6 +33,8 @@ from pc.paths import RunPaths
 TRACEBACK_LINES = 30
 LOCAL_JOB_ENV = "PCSWEEP_JOB_ID"  # set by the local executor: its job id for failure records
 LOCAL_LOG_ENV = "PCSWEEP_TASK_LOG"  # set by the local executor: the task's log file
+# runs/<grid>/failed/<trial_id>.json (a contract: status and collect read it)
+FAILED_KEYS = ("trial_id", "task_key", "error", "traceback_tail", "host", "job_id", "attempt", "time", "log_paths")
 
 
 class TaskError(RuntimeError):
