@@ -5,9 +5,10 @@ Rules (docs/launch-cli.md, "Planning"):
    together in one compiled program (`pc`'s batched trainer).
 2. A group larger than one task's capacity is cut into the fewest pieces that fit, of near-equal
    size (so no piece is a sliver); smaller groups stay whole.
-3. Pieces are packed into tasks in grid order (next fit): a task holds either one piece of a big
-   group or several whole small groups, each run as its own program one after another. So a task
-   may mix static keys, but only whole groups; it never holds two pieces of different big groups.
+3. Pieces are packed into tasks in grid order by a bounded first fit (a whole group goes to the
+   first of the 32 most recent tasks with room): a task holds either one piece of a big group or
+   several whole small groups, each run as its own program one after another. So a task may mix
+   static keys, but only whole groups; a piece of a split group always has a task to itself.
 4. Capacity is `trials_per_task` trials, or `task_minutes` of estimated run time, where a trial's
    estimate is a rough FLOP count over a throughput (`estimate_trial_seconds`) and each group in a
    task adds a compile overhead.
@@ -39,6 +40,7 @@ MIN_TRIAL_S = 0.05  # floor per trial: tiny trials still cost dispatch and metri
 TRAIN_SIZE = {"fashion_mnist": 60_000, "mnist": 60_000}
 N_CLASSES = {"two_moons": 2, "two_circles": 2, "fashion_mnist": 10, "mnist": 10}
 MAX_ARRAY_SIZE_FALLBACK = 1001
+OPEN_BINS = 32  # tasks still open to whole groups while packing
 
 
 @dataclass(frozen=True)
@@ -194,27 +196,30 @@ def make_plan(
             pieces.append((members[start:end], n_pieces == 1))
             start = end
 
-    tasks: list[Task] = []
-    current: list[int] = []
-    current_whole = True
-    current_cost, current_groups = 0.0, 0
-
-    def close() -> None:
-        ids = tuple(trial_ids[i] for i in current)
-        est = GROUP_OVERHEAD_S * current_groups + sum(seconds[i] for i in current)
-        tasks.append(Task(task_key(ids), ids, current_groups, round(est, 1)))
-
+    # Bins: [trial indices, cost, groups, shareable]; a piece of a split group gets a bin of its
+    # own (not shareable); a whole group goes to the first of the last OPEN_BINS shareable bins
+    # with room (bounded first fit: near grid order, linear time), else to a new bin.
+    bins: list[list] = []
+    open_bins: list[int] = []
     for members, whole in pieces:
         cost = overhead + sum(costs[i] for i in members)
-        if current and (not whole or current_cost + cost > capacity + 1e-9 or not current_whole):
-            close()
-            current, current_cost, current_groups = [], 0.0, 0
-        current_whole = whole if not current else current_whole and whole
-        current += members
-        current_cost += cost
-        current_groups += 1
-    if current:
-        close()
+        target = None
+        if whole:
+            target = next((b for b in open_bins if bins[b][1] + cost <= capacity + 1e-9), None)
+        if target is None:
+            bins.append([[], 0.0, 0, whole])
+            target = len(bins) - 1
+            if whole:
+                open_bins = (open_bins + [target])[-OPEN_BINS:]
+        bins[target][0].extend(members)
+        bins[target][1] += cost
+        bins[target][2] += 1
+
+    tasks: list[Task] = []
+    for members, _, n_groups, _ in bins:
+        ids = tuple(trial_ids[i] for i in members)
+        est = GROUP_OVERHEAD_S * n_groups + sum(seconds[i] for i in members)
+        tasks.append(Task(task_key(ids), ids, n_groups, round(est, 1)))
 
     arrays = tuple(
         tuple(range(start, min(start + max_array_size, len(tasks)))) for start in range(0, len(tasks), max_array_size)
