@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from launch.grid import Grid
-from launch.options import LaunchOptions, OptionsError
-from launch.plan import make_plan, read_max_array_size
+from launch.options import DEFAULT_MAX_ARRAY_SIZE, LaunchOptions, OptionsError
+from launch.plan import FLOPS_PER_S, make_plan, read_max_array_size
 from launch.sbatch import executor_parameters, python_command, render_sbatch, task_environment
 from pc.paths import RunPaths
 
@@ -40,6 +40,7 @@ class DryRun:
     environment: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)  # submitit executor parameters
     sbatch: str = ""  # the first array's script (slurm executor only)
+    skipped: dict[str, int] = field(default_factory=dict)  # relaunch: done / queued / failed trials left out
 
 
 def _sample(grid: Grid, indices: list[int]) -> list[dict[str, Any]]:
@@ -63,8 +64,10 @@ def _sample(grid: Grid, indices: list[int]) -> list[dict[str, Any]]:
 def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
     """Plan `grid` under `options` exactly as a launch would, without touching the cluster.
 
-    `--only` restricts the trials; the plan covers every selected trial (a relaunch later skips
-    those already done). Raises OptionsError for an --only id that is not in the grid.
+    `--only` restricts the trials. When the run folder exists (a relaunch) the plan covers only
+    what `launch` would submit: trials without a complete result that are not queued or running
+    (`launch.submit.select_trials`, read-only; it may ask squeue). Raises OptionsError for an
+    --only id that is not in the grid.
     """
     index = {tid: i for i, tid in enumerate(grid.trial_ids)}
     if options.only:
@@ -74,17 +77,28 @@ def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
         selected = sorted({index[t] for t in options.only})
     else:
         selected = list(range(len(grid.trials)))
+    paths = RunPaths.of(grid.name, options.root)
+    skipped: dict[str, int] = {}
+    if paths.folder.exists():  # a relaunch: plan only what `launch` would submit (read-only)
+        from launch.submit import select_trials
+
+        keep, skipped = select_trials(grid, paths, options)
+        keep_set = set(keep)
+        selected = [i for i in selected if grid.trial_ids[i] in keep_set]
+    slurm = options.executor == "slurm"
+    # The same planning inputs as launch.submit.launch, so the dry run shows what a launch sends.
     trials_per_task, task_minutes = options.task_sizing()
-    max_array_size = options.max_array_size or read_max_array_size()
+    max_array_size = options.max_array_size or (read_max_array_size() if slurm else DEFAULT_MAX_ARRAY_SIZE)
+    platform = options.platform or ("cuda" if slurm else "cpu")
     plan = make_plan(
         [grid.trials[i] for i in selected],
         grid=grid.name,
         trials_per_task=trials_per_task,
         task_minutes=task_minutes,
         max_array_size=max_array_size,
+        flops_per_s=FLOPS_PER_S[platform],
         trial_ids=[grid.trial_ids[i] for i in selected],
     )
-    paths = RunPaths.of(grid.name, options.root)
     arrays = [
         {
             "index": a,
@@ -94,7 +108,6 @@ def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
         }
         for a, ix in enumerate(plan.arrays)
     ]
-    slurm = options.executor == "slurm"
     return DryRun(
         grid=grid.name,
         source=str(grid.path) if grid.path else None,
@@ -105,6 +118,7 @@ def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
         tasks=len(plan.tasks),
         arrays=arrays,
         sample=_sample(grid, selected),
+        skipped=skipped,
         executor=options.executor,
         sizing={"trials_per_task": trials_per_task, "task_minutes": task_minutes, "max_array_size": max_array_size},
         est_hours=round(sum(t.est_s for t in plan.tasks) / 3600, 2),
@@ -132,7 +146,8 @@ def render_dry_run(d: DryRun) -> str:
         if d.sizing["trials_per_task"] is not None
         else f"tasks of about {d.sizing['task_minutes']:g} estimated minutes"
     )
-    only = f" ({d.trials:,} selected by --only)" if d.trials != d.grid_trials else ""
+    left = ", ".join(f"{n:,} {why}" for why, n in d.skipped.items() if n)
+    only = f" ({d.trials:,} to run" + (f"; skipped: {left}" if left else "") + ")" if d.trials != d.grid_trials else ""
     lines = [
         f"grid {d.grid}" + (f" ({d.source})" if d.source else "") + f": {d.grid_trials:,} trials{only}, "
         f"{d.duplicates:,} duplicates collapsed, {d.groups:,} static groups",

@@ -146,3 +146,24 @@ def test_contradictory_options_are_refused(kwargs, message):
 def test_default_task_size_is_half_the_time_limit():
     assert LaunchOptions(root=ROOT, time_min=120).task_sizing() == (None, 60.0)
     assert LaunchOptions(root=ROOT, trials_per_task=9).task_sizing() == (9, None)
+
+
+def test_relaunch_dry_run_plans_only_missing_trials(demo, tmp_path):
+    """With a real complete shard for 5 trials, the dry run plans the other 27 and says why."""
+    import numpy as np
+
+    from pc.shard import TrialResult, write_shard
+
+    paths = RunPaths.of("demo", tmp_path)
+    shapes = {"test_accuracy": (2,), "energy": (2, 8, 9, 3), "energy_var": (2, 8, 9, 3),
+              "w_norm": (2, 8, 3), "w_grad_norm": (2, 8, 3), "w_grad_var": (2, 8, 3)}
+    done = [
+        TrialResult(tid, cfg.to_mapping(), "ok", 0.1, {k: np.zeros(s, np.float32) for k, s in shapes.items()})
+        for tid, cfg in zip(demo.trial_ids[:5], demo.trials[:5])
+    ]
+    write_shard(paths.shard("t-done"), done, grid="demo", task_key="t-done")
+    d = dry_run(demo, LaunchOptions(root=tmp_path, executor="local", trials_per_task=100))
+    assert d.trials == 27 and d.skipped["done"] == 5
+    assert "27 to run; skipped: 5 done" in render_dry_run(d)
+    forced = dry_run(demo, LaunchOptions(root=tmp_path, executor="local", force=True))
+    assert forced.trials == 32
