@@ -188,3 +188,55 @@ def test_sbatch_rejects_array_index_beyond_max_array_size() -> None:
         subprocess.run(["scancel", r.stdout.strip()], timeout=30)
     assert r.returncode != 0
     assert "Invalid job array specification" in r.stderr
+
+
+# ---------------------------------------------------------------- the script itself (non-disruptive checks only;
+# `scripts/slurm-dev-cluster selftest` covers down/up twice in a row, and .ci/run runs it before the tests)
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm-dev-cluster"
+DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
+
+
+def run_script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})}
+    )
+
+
+def daemon_pids(status_out: str) -> dict[str, str]:
+    pids = {}
+    for line in status_out.splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[0] in DAEMONS and words[1] == "running":
+            pids[words[0]] = words[3].rstrip(")")
+    return pids
+
+
+def test_status_reports_every_daemon_and_a_usable_cluster() -> None:
+    r = run_script("status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cluster usable" in r.stdout
+    assert set(daemon_pids(r.stdout)) == set(DAEMONS), r.stdout
+    assert "sacct answers" in r.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="scripts/slurm-dev-cluster up needs root")
+def test_up_on_a_running_cluster_changes_nothing() -> None:
+    before = daemon_pids(run_script("status").stdout)
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    current = next(line.split("=")[1].strip() for line in config.splitlines() if line.startswith("MaxArraySize"))
+    # keep the MaxArraySize in force: a plain `up` would reset it to the default
+    r = run_script("up", env={"PCSWEEP_SLURM_MAX_ARRAY_SIZE": current})
+    assert r.returncode == 0, r.stderr
+    assert "already up" in r.stderr
+    assert daemon_pids(run_script("status").stdout) == before
+
+
+def test_help_lists_every_command() -> None:
+    r = run_script("help")
+    assert r.returncode == 0
+    for command in ("install", "up", "down", "status", "reset", "selftest", "logs"):
+        assert f"\n  {command} " in r.stdout
+    bad = run_script("frobnicate")
+    assert bad.returncode != 0
+    assert "unknown command 'frobnicate'" in bad.stderr
