@@ -74,8 +74,6 @@ def test_synthetic_fashion_mnist_files_are_read_by_pc_data(tmp_path):
     assert (data.train_y.sum(axis=-1) == 1).all()  # one-hot rows
 
 
-# pc.trials is being written in parallel; this skip goes once it exists (the test then runs for real).
-@pytest.mark.skipif(importlib.util.find_spec("pc.trials") is None, reason="pc.trials does not exist yet")
 @pytest.mark.slow
 def test_quick_cpu_run_trains_both_groups_and_writes_valid_shards(tmp_path):
     from pc.shard import open_shard
