@@ -6,7 +6,6 @@ The only module of `plots` that opens files, so that it can switch to `collect.l
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -137,15 +136,17 @@ def grid_name_and_yaml(grid: str, root: Path | None) -> tuple[str, Path | None]:
     return name, launched if launched.is_file() else None
 
 
-def _as_mapping(obj: Any) -> Mapping[str, Any]:
-    if isinstance(obj, Mapping):
-        return obj
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    for attr in ("to_mapping", "to_dict", "as_dict"):
-        if hasattr(obj, attr):
-            return getattr(obj, attr)()
-    raise TypeError(f"cannot read a config from {type(obj).__name__}")
+def _condition_row(trial: Any) -> dict[str, Any]:
+    """(dataset, kind, optim, constant_width) of a `pc.config.TrialConfig` or a nested mapping."""
+    if isinstance(trial, Mapping):
+        d, m, t = trial["data"], trial["model"], trial["train"]
+        get = dict.get
+    else:
+        d, m, t = trial.data, trial.model, trial.train
+        get = getattr
+    return {"data.dataset": get(d, "dataset"), "model.kind": get(m, "kind"),
+            "optim": optim_label(get(t, "w_optimizer"), get(t, "w_momentum")),
+            "model.constant_width": bool(get(m, "constant_width"))}
 
 
 def expected_trials(grid_yaml: Path | None) -> tuple[pd.DataFrame | None, str]:
@@ -159,19 +160,11 @@ def expected_trials(grid_yaml: Path | None) -> tuple[pd.DataFrame | None, str]:
     try:
         from launch.grid import load_grid  # lazily: launch is optional for plotting
 
-        trials = load_grid(grid_yaml).trials
+        grid = load_grid(grid_yaml)
+        ids = list(getattr(grid, "trial_ids", ()) or [t.trial_id for t in grid.trials])
+        rows = [{"trial_id": str(tid), **_condition_row(trial)} for tid, trial in zip(ids, grid.trials)]
     except Exception as e:  # noqa: BLE001 - any failure only downgrades the coverage figure
         return None, f"could not expand {grid_yaml} ({type(e).__name__}: {e})"
-    from pc.config import trial_id as compute_id
-
-    rows = []
-    for trial in trials:
-        cfg = _as_mapping(getattr(trial, "config", trial))
-        tid = getattr(trial, "trial_id", None) or compute_id(cfg)
-        rows.append({"trial_id": str(tid), "data.dataset": cfg["data"]["dataset"],
-                     "model.kind": cfg["model"]["kind"],
-                     "optim": optim_label(cfg["train"]["w_optimizer"], cfg["train"]["w_momentum"]),
-                     "model.constant_width": bool(cfg["model"].get("constant_width", False))})
     return pd.DataFrame(rows), f"expected from {grid_yaml.name}"
 
 

@@ -33,7 +33,7 @@ def choose_rows(summary: pd.DataFrame, dataset: str | None) -> tuple[pd.DataFram
     rows = rows[(rows["model.width"] == width) & (rows["model.activation"] == act)]
     label = f"h={width}, {style.ACTIVATION_LABELS.get(act, act)}"
     if (width, act) != (PAPER_WIDTH, PAPER_ACTIVATION):
-        label += " (paper: 1024, HardTanh)"
+        label += f" (paper: h={PAPER_WIDTH}, HardTanh; absent here)"
     return rows, label
 
 
@@ -51,6 +51,7 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     ax.set_ylim(0, 1)
     ax.set_xlabel(r"State learning rate $\gamma$")
     ax.set_ylabel("Accuracy")
-    ax.set_title(f"PC accuracy, {label}", fontsize="small")
+    ax.set_title("PC Accuracy")
+    style.caption(fig, f"{label}; all w_lr and seeds pooled (n={len(rows)})")
     ax.legend(title=None, loc="lower left")
     return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -17,6 +18,12 @@ from plots import style
 from plots.data import for_dataset, require
 
 OPTIMS = ("sgd-0.9", "adamw-0.9")
+
+
+def _ordered(values: pd.Series, preferred) -> list[str]:
+    """Distinct values in the preferred order (LeakyReLU before HardTanh, as the paper), others after."""
+    present = set(values)
+    return [v for v in preferred if v in present] + sorted(present - set(preferred))
 
 
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
@@ -28,15 +35,16 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
                        Width=rows["model.width"].astype(int))
     gammas = sorted(rows["train.h_lr"].unique())
     hue_order = [style.OPTIMIZER_LABELS[o] for o in OPTIMS if o in set(rows["optim"])]
-    g = sns.catplot(rows, kind="box", x="train.h_lr", y="accuracy", col="Width", row="Activation",
-                    hue="Optimizer", order=gammas, hue_order=hue_order, palette=style.OPTIMIZER_COLORS,
-                    col_order=sorted(rows["Width"].unique()), row_order=sorted(rows["Activation"].unique()),
-                    height=2.5, aspect=1.2, fliersize=1.5, linewidth=0.6, sharey=True)
+    with plt.rc_context({"figure.constrained_layout.use": False}):  # FacetGrid lays out itself
+        g = sns.catplot(rows, kind="box", x="train.h_lr", y="accuracy", col="Width", row="Activation",
+                        hue="Optimizer", order=gammas, hue_order=hue_order, palette=style.OPTIMIZER_COLORS,
+                        col_order=sorted(rows["Width"].unique()), row_order=_ordered(rows["Activation"], style.ACTIVATION_LABELS.values()),
+                        height=2.5, aspect=1.2, fliersize=1.5, linewidth=0.6, sharey=True)
     g.set_titles(row_template="{row_name}", col_template="h = {col_name}")
     g.set_axis_labels(r"$\gamma$", "Accuracy")
     for ax in g.axes.flat:
         style.gamma_ticklabels(ax, gammas)
         ax.tick_params(axis="x", labelrotation=45 if len(gammas) > 4 else 0)
         ax.set_ylim(0, 1)
-    g.figure.suptitle(f"PC accuracy, {dataset}" if dataset else "PC accuracy")
+    g.figure.suptitle(f"PC accuracy, {dataset}" if dataset else "PC accuracy", y=1.03)
     return g.figure

@@ -42,7 +42,7 @@ def _varies(summary: pd.DataFrame, expected: pd.DataFrame | None, col: str) -> b
 
 
 def _label(k: dict) -> str:
-    parts = [k["data.dataset"], str(k["model.kind"]).upper(), style.OPTIMIZER_LABELS.get(k["optim"], k["optim"])]
+    parts = [k["data.dataset"], str(k["model.kind"]).upper(), k["optim"]]
     if k.get("model.constant_width"):
         parts.append("const. width")
     return " · ".join(parts)
@@ -51,20 +51,23 @@ def _label(k: dict) -> str:
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None, grid_yaml: Path | None = None) -> Figure:
     expected, note = data.expected_trials(grid_yaml)
     table = counts(summary, expected).iloc[::-1]  # first condition on top
-    fig, ax = plt.subplots(figsize=style.figsize("full", 0.22 + 0.06 * len(table)))
+    fig, ax = plt.subplots(figsize=(style.FULL_WIDTH_IN, 1.0 + 0.2 * len(table)))
     left = pd.Series(0, index=table.index)
     for state in STATES:
         ax.barh(table.index, table[state], left=left, color=style.STATUS_COLORS[state], label=state,
                 edgecolor="white", linewidth=0.4)
         left = left + table[state]
     for y, (label, row) in enumerate(table.iterrows()):
-        ax.text(row["expected"], y, f" {row['done']}/{row['expected']}", va="center", fontsize="xx-small")
+        ax.text(row["expected"], y, f" {row['done'] + row['diverged']}/{row['expected']}", va="center",
+                fontsize=style.CAPTION_PT)
     ax.set_xlim(0, table["expected"].max() * 1.15)
     ax.set_xlabel("Trials")
+    ax.tick_params(axis="y", labelsize="x-small")
     ax.grid(axis="y", visible=False)
-    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize="x-small")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize="x-small")
     total = table[list(STATES)].sum()
-    what = note if expected is not None else f"expected = present ({note})"
-    ax.set_title(f"Coverage: {total['done']} done, {total['diverged']} diverged, {total['missing']} missing; "
-                 f"{what}", fontsize="xx-small", pad=18)
+    ax.set_title("Grid Coverage")
+    what = note if expected is not None else f"expected = present: {note}"
+    style.caption(fig, f"{total['done']} done, {total['diverged']} diverged, {total['missing']} missing "
+                       f"of {total.sum()} ({what})")
     return fig

@@ -45,7 +45,7 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     ax.set_ylabel("Energy norm")
     ax.set_title("Energy Norm per Epoch")
     ax.set_xticks(range(1, int(table["epoch"].max()) + 1))
-    ax.legend(title="Layer", ncols=len(layers))
-    fig.text(0.5, -0.01, f"{style.condition_title(rows)}; n={len(rows)} seeds",
-             ha="center", va="top", fontsize="x-small")
+    ax.legend(title="Layer", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+              fontsize="x-small", title_fontsize="x-small", handlelength=1.2)
+    style.caption(fig, f"{style.condition_title(rows)}; n={len(rows)} seeds")
     return fig

@@ -48,10 +48,11 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     ax.set_ylabel("Energy norm")
     ax.set_title("Energy Norm per Step")
     ax.set_xticks(range(int(table["t"].max()) + 1))
-    ax.legend(title="Layer", ncols=len(layers))
+    ax.legend(title="Layer", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+              fontsize="x-small", title_fontsize="x-small", handlelength=1.2)
     note = f"{style.condition_title(rows)}; last batch, last epoch; n={len(rows)} seeds"
     if zero_layers:
-        note += f"\nlayer {', '.join(zero_layers)}: 0 at t=0 (not on log axis)"
-    fig.text(0.5, -0.01, note, ha="center", va="top", fontsize="x-small")
+        note += f"\nLayer {', '.join(zero_layers)}: 0 at t=0 (not on log axis)"
+    style.caption(fig, note)
     return fig
 

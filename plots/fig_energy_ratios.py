@@ -52,5 +52,5 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None, min_accuracy
     ax.set_ylabel("Energy ratio")
     ax.set_title("Energy Layer Ratio")
     ax.legend(title=None, loc="best")
-    fig.text(0.5, -0.01, f"PC AdamW, accuracy > {min_accuracy:g}", ha="center", va="top", fontsize="x-small")
+    style.caption(fig, f"PC AdamW trials with accuracy > {min_accuracy:g} (n={len(table) // 2})")
     return fig

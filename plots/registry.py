@@ -62,7 +62,8 @@ def select(only: Sequence[str] | None) -> list[FigureSpec]:
     chosen = []
     for raw in only:
         name = raw.removeprefix("plots.").removeprefix("fig_")
-        matches = [s for s in FIGURES if name in (s.name, s.module.removeprefix("plots.fig_"))]
+        matches = [s for s in FIGURES if s.name == name] or [
+            s for s in FIGURES if s.module.removeprefix("plots.fig_") == name]  # a module: all its figures
         if not matches:
             raise KeyError(f"--only {raw}: unknown figure; available: {', '.join(BY_NAME)}")
         chosen += [m for m in matches if m not in chosen]

@@ -8,11 +8,13 @@ dependency, so its numbers are reproduced here: text width 5.5 in, half width 2.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
+from matplotlib import MatplotlibDeprecationWarning
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -26,6 +28,7 @@ HALF_WIDTH_IN = FULL_WIDTH_IN / 2
 GOLDEN = (math.sqrt(5) - 1) / 2
 FONT_BUMP = 3  # the paper's notebooks added 3 pt to every tueplots size
 PNG_DPI = 200
+CAPTION_PT = 8  # notes under a figure: smaller than tick labels, still legible in print
 
 # One colour per weight optimiser, the same in every figure (seaborn's colour-blind palette).
 _CB = sns.color_palette("colorblind")
@@ -68,6 +71,8 @@ def rc_params() -> dict[str, object]:
 def apply() -> None:
     """Set the theme for every figure drawn after this call."""
     sns.set_theme(style="whitegrid", palette="colorblind", rc=rc_params())
+    # seaborn 0.13.2 still passes `vert=` to matplotlib 3.11's bxp; harmless, and not ours to fix
+    warnings.filterwarnings("ignore", message="vert: bool was deprecated", category=MatplotlibDeprecationWarning)
 
 
 def figsize(width: str | float = "half", height_ratio: float = GOLDEN) -> tuple[float, float]:
@@ -115,6 +120,15 @@ def condition_title(rows: "pd.DataFrame") -> str:
             f"w_lr={gamma_label(r['train.w_lr'])}, h={int(r['model.width'])}, {act}")
 
 
+def caption(fig: Figure, text: str) -> None:
+    """A small note under the axes (condition, filters, caveats), wrapped to the figure's width."""
+    import textwrap
+
+    width_chars = max(30, int(fig.get_figwidth() * 72 / (CAPTION_PT * 0.5)))
+    lines = [textwrap.fill(part, width_chars) for part in text.split("\n")]
+    fig.text(0.5, 0, "\n".join(lines), ha="center", va="top", fontsize=CAPTION_PT, color="0.25")
+
+
 def save(fig: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
     """Write `stem.<fmt>` for each format (PNG at PNG_DPI, PDF without a timestamp); return the paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +143,7 @@ def save(fig: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
 
 
 __all__ = [
-    "ACTIVATION_LABELS", "FULL_WIDTH_IN", "condition_title", "HALF_WIDTH_IN", "LAYER_COLORS", "OPTIMIZER_COLORS",
-    "OPTIMIZER_LABELS", "PNG_DPI", "STATUS_COLORS", "apply", "figsize", "gamma_label",
+    "ACTIVATION_LABELS", "FULL_WIDTH_IN", "HALF_WIDTH_IN", "LAYER_COLORS", "OPTIMIZER_COLORS",
+    "OPTIMIZER_LABELS", "PNG_DPI", "STATUS_COLORS", "apply", "caption", "condition_title", "figsize", "gamma_label",
     "gamma_ticklabels", "log_gamma_axis", "rc_params", "save",
 ]

@@ -22,7 +22,7 @@ from pc.shard import TrialResult, write_shard
 
 E, B, T_PC = 3, 4, 4
 DATASETS = ("two_moons", "fashion_mnist")
-GAMMAS = (1e-3, 1e-2, 0.1)
+GAMMAS = (1e-3, 1e-2, 0.1, 0.3)  # 0.3: in the boxplots, not in the LR-scaling lines (paper: γ < 0.3)
 WIDTHS = (64, 128)
 ACTIVATIONS = ("leaky_relu", "hard_tanh")
 SEEDS = (0, 1)
@@ -122,7 +122,7 @@ def mini_grid_configs(constant_width: bool = False, datasets=DATASETS) -> list[d
 
 @pytest.fixture(scope="session")
 def mini_run(tmp_path_factory) -> RunPaths:
-    """The mini grid: 2 datasets x PC/BP x sgd-0.9/adamw-0.9 x 3 γ (PC) x 2 widths x 2 activations
+    """The mini grid: 2 datasets x PC/BP x sgd-0.9/adamw-0.9 x 4 γ (PC) x 2 widths x 2 activations
     x 2 seeds, one PC trial diverged."""
     root = tmp_path_factory.mktemp("runs")
     configs = mini_grid_configs()
