@@ -19,11 +19,14 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from test_pins import DEF_FILE, PYPROJECT, REPO, PinError, def_pins, def_recipe, post_commands, pyproject_pins
+
+sys.path.insert(0, str(Path(__file__).parent))  # the pin readers live in test_pins.py, beside this file
+from test_pins import DEF_FILE, PYPROJECT, REPO, PinError, def_pins, def_recipe, post_commands, pyproject_pins  # noqa: E402
 
 CODE_PATHS = {"pc", "launch", "collect", "plots", "scripts", "."}  # bound at run time, never copied in
 TEST_IMPORTS = {"jax", "pcx", "submitit", "h5py"}
