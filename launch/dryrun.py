@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from launch.grid import Grid
+from launch.grid import Grid, load_grid
 from launch.options import DEFAULT_MAX_ARRAY_SIZE, LaunchOptions, OptionsError
 from launch.plan import FLOPS_PER_S, make_plan, read_max_array_size
 from launch.sbatch import executor_parameters, python_command, render_sbatch, task_environment
@@ -41,6 +41,7 @@ class DryRun:
     parameters: dict[str, Any] = field(default_factory=dict)  # submitit executor parameters
     sbatch: str = ""  # the first array's script (slurm executor only)
     skipped: dict[str, int] = field(default_factory=dict)  # relaunch: done / queued / failed trials left out
+    conflict: str | None = None  # why `launch` would refuse this grid (it drops launched trials)
 
 
 def _sample(grid: Grid, indices: list[int]) -> list[dict[str, Any]]:
@@ -61,6 +62,18 @@ def _sample(grid: Grid, indices: list[int]) -> list[dict[str, Any]]:
     return out
 
 
+def _conflict(grid: Grid, paths: RunPaths) -> str | None:
+    """Read-only version of launch's grid check: trials of the stored grid.yaml that this grid drops."""
+    if not paths.grid_yaml.exists():
+        return None
+    old = load_grid(paths.grid_yaml)
+    vanished = set(old.trial_ids) - set(grid.trial_ids)
+    if not vanished:
+        return None
+    return (f"{len(vanished):,} trial(s) already launched into {paths.folder} are not in this grid, so launch "
+            f"will refuse it. Add values instead of changing them, relaunch {paths.grid_yaml} itself, or use --force")
+
+
 def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
     """Plan `grid` under `options` exactly as a launch would, without touching the cluster.
 
@@ -79,8 +92,11 @@ def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
         selected = list(range(len(grid.trials)))
     paths = RunPaths.of(grid.name, options.root)
     skipped: dict[str, int] = {}
+    conflict = None
     if paths.folder.exists():  # a relaunch: plan only what `launch` would submit (read-only)
         from launch.submit import select_trials
+
+        conflict = _conflict(grid, paths) if not options.force else None
 
         keep, skipped = select_trials(grid, paths, options)
         keep_set = set(keep)
@@ -119,6 +135,7 @@ def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
         arrays=arrays,
         sample=_sample(grid, selected),
         skipped=skipped,
+        conflict=conflict,
         executor=options.executor,
         sizing={"trials_per_task": trials_per_task, "task_minutes": task_minutes, "max_array_size": max_array_size},
         est_hours=round(sum(t.est_s for t in plan.tasks) / 3600, 2),
@@ -148,7 +165,8 @@ def render_dry_run(d: DryRun) -> str:
     )
     left = ", ".join(f"{n:,} {why}" for why, n in d.skipped.items() if n)
     only = f" ({d.trials:,} to run" + (f"; skipped: {left}" if left else "") + ")" if d.trials != d.grid_trials else ""
-    lines = [
+    lines = [f"WARNING: {d.conflict}", ""] if d.conflict else []
+    lines += [
         f"grid {d.grid}" + (f" ({d.source})" if d.source else "") + f": {d.grid_trials:,} trials{only}, "
         f"{d.duplicates:,} duplicates collapsed, {d.groups:,} static groups",
         "",

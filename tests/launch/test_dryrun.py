@@ -167,3 +167,17 @@ def test_relaunch_dry_run_plans_only_missing_trials(demo, tmp_path):
     assert "27 to run; skipped: 5 done" in render_dry_run(d)
     forced = dry_run(demo, LaunchOptions(root=tmp_path, executor="local", force=True))
     assert forced.trials == 32
+
+
+def test_dry_run_warns_when_launch_would_refuse_the_grid(demo, tmp_path):
+    from launch.grid import dump_grid
+
+    paths = RunPaths.of("demo", tmp_path)
+    paths.folder.mkdir(parents=True)
+    stored = load_grid(GRIDS / "demo.yaml", ["train.epochs=1"])
+    paths.grid_yaml.write_text(dump_grid(stored))
+    d = dry_run(demo, LaunchOptions(root=tmp_path, executor="local"))
+    assert d.conflict and "32 trial(s) already launched" in d.conflict
+    assert render_dry_run(d).startswith("WARNING: ")
+    assert dry_run(stored, LaunchOptions(root=tmp_path, executor="local")).conflict is None
+    assert dry_run(demo, LaunchOptions(root=tmp_path, executor="local", force=True)).conflict is None
