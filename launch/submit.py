@@ -56,6 +56,11 @@ class Submission:
     failed_tasks: tuple[str, ...] = ()  # local and debug runs: tasks that exited non-zero
     logs: tuple[str, ...] = ()  # local and debug runs: task logs
 
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit status: 1 when a local task failed, else 0 (SLURM results come later)."""
+        return 1 if self.failed_tasks else 0
+
     def render(self) -> str:
         skipped = ", ".join(f"{v} {k}" for k, v in self.skipped.items() if v)
         head = f"grid {self.grid}: {self.grid_trials} trials" + (f" ({skipped}: skipped)" if skipped else "")
@@ -279,7 +284,7 @@ def _python(options: Any, paths: RunPaths) -> str | None:
 def _slurm_settings(options: Any, grid: Grid, paths: RunPaths) -> tuple[dict[str, Any], str | None]:
     from launch.sbatch import executor_parameters
 
-    return executor_parameters(options, grid, paths), _python(options, paths)
+    return executor_parameters(options, grid.name, paths), _python(options, paths)
 
 
 def _submit_slurm(arrays: Sequence[tuple[PcsweepTask, ...]], sbatch: dict[str, Any], python: str | None,

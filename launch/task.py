@@ -186,6 +186,8 @@ class PcsweepTask:
     def _record_failure(self, paths: RunPaths, failure: Any) -> None:
         tb = getattr(failure, "traceback", "") or ""
         tb_text = tb if isinstance(tb, str) else "".join(traceback.format_list(tb))
+        print(f"pcsweep: trial {failure.trial_id} raised {failure.error}\n{tb_text.rstrip()}",
+              file=sys.stderr, flush=True)
         write_json_atomic(paths.failed(failure.trial_id), {
             "trial_id": failure.trial_id,
             "task_key": self.task_key,
