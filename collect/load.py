@@ -13,6 +13,7 @@ import numpy as np
 from pc.paths import RunPaths
 from pc.shard import ARRAY_NAMES, TrialResult
 
+from collect.merge import updating_marker
 from collect.summary import read_table
 
 if TYPE_CHECKING:
@@ -22,6 +23,16 @@ if TYPE_CHECKING:
 def _need(path: os.PathLike, grid: str) -> None:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: not found; run `python -m collect {grid}` first")
+
+
+def _results(paths: RunPaths) -> h5py.File:
+    """Open results.h5 for reading, refusing one that an interrupted in-place update may have left."""
+    _need(paths.results, paths.grid)
+    marker = updating_marker(paths)
+    if marker.exists():
+        raise RuntimeError(f"{marker} exists: collect is updating {paths.results} or was interrupted while doing "
+                           f"so; wait for it, or run `python -m collect {paths.grid}` again (it rebuilds the file)")
+    return h5py.File(paths.results, "r")
 
 
 def load_summary(grid: str, root: str | os.PathLike | None = None) -> "pd.DataFrame":
@@ -34,8 +45,7 @@ def load_summary(grid: str, root: str | os.PathLike | None = None) -> "pd.DataFr
 def load_trial(grid: str, trial_id: str, root: str | os.PathLike | None = None) -> TrialResult:
     """One trial from results.h5 with all its arrays (`energy: [E, B, T+1, L]`, ...)."""
     paths = RunPaths.of(grid, root)
-    _need(paths.results, grid)
-    with h5py.File(paths.results, "r") as f:
+    with _results(paths) as f:
         if trial_id not in f["trials"]:
             raise KeyError(f"{paths.results}: no trial {trial_id}; see load_summary(...)['trial_id'] for those present")
         g = f["trials"][trial_id]
@@ -53,9 +63,8 @@ def load_arrays(grid: str, name: str, trial_ids: Iterable[str], root: str | os.P
     if name not in ARRAY_NAMES:
         raise KeyError(f"array {name!r}: expected one of {', '.join(ARRAY_NAMES)}")
     paths = RunPaths.of(grid, root)
-    _need(paths.results, grid)
     out: dict[str, np.ndarray] = {}
-    with h5py.File(paths.results, "r") as f:
+    with _results(paths) as f:
         trials = f["trials"]
         for tid in trial_ids:
             if tid not in trials:

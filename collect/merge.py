@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -117,19 +116,39 @@ class CopyError(ShardError):
         self.copied = copied
 
 
-class ResultsWriter:
-    """A `results.h5.tmp.<pid>` being assembled; `commit()` renames it over `results.h5`.
+def updating_marker(paths: RunPaths) -> Path:
+    """Present while collect updates results.h5 in place (or after such an update was killed)."""
+    return paths.results.with_name(paths.results.name + ".updating")
 
-    Use as a context manager: leaving without `commit()` (an exception) deletes the tmp file.
+
+class ResultsWriter:
+    """results.h5 being written. Use as a context manager, then `commit()`.
+
+    Two modes:
+      * new (a full collect): everything goes to `results.h5.tmp.<pid>`, which `commit()` renames
+        over results.h5, so readers see the old file or the new one, never a mix; an exception
+        deletes the tmp file.
+      * in place (an incremental collect): the new trials are added to results.h5 itself, because
+        copying a multi-GB file per collect is what made incremental runs slow. A marker file
+        `results.h5.updating` exists for the duration; if the process dies, the marker stays, the
+        loaders refuse the file and the next collect rebuilds it from the shards (which are the
+        truth). A replaced trial is swapped only once its new copy is whole.
     """
 
-    def __init__(self, paths: RunPaths, *, start_from_existing: bool):
+    def __init__(self, paths: RunPaths, *, in_place: bool):
         self.final = paths.results
+        self.in_place = in_place
+        self.marker = updating_marker(paths)
         self.tmp = paths.results.with_name(f"{paths.results.name}.tmp.{os.getpid()}")
         self.grid = paths.grid
-        if start_from_existing:
-            shutil.copyfile(self.final, self.tmp)
-            self.file = h5py.File(self.tmp, "a")
+        self.committed = False
+        if in_place:
+            self.marker.write_text(f"collect pid {os.getpid()} started {_now()}\n")
+            try:
+                self.file = h5py.File(self.final, "a")
+            except BaseException:
+                self.marker.unlink(missing_ok=True)
+                raise
         else:
             self.file = h5py.File(self.tmp, "w")
         self.trials = self.file.require_group("trials").id
@@ -140,8 +159,11 @@ class ResultsWriter:
 
     def __exit__(self, *exc: object) -> None:
         if self.file.id.valid:
-            self.file.close()
-        self.tmp.unlink(missing_ok=True)
+            self.file.close()  # in place: a cleanly closed file is valid HDF5; the state no longer matches it
+        if self.in_place:
+            self.marker.unlink(missing_ok=True)
+        else:
+            self.tmp.unlink(missing_ok=True)
 
     def has(self, trial_id: str) -> bool:
         return self.trials.links.exists(trial_id.encode())
@@ -192,14 +214,17 @@ class ResultsWriter:
         return copied
 
     def commit(self) -> None:
-        """Write the file attrs, close, fsync-free `os.replace` over results.h5."""
+        """Write the file attrs and close; a new file is then `os.replace`d over results.h5."""
         attrs = self.file.attrs
         attrs["schema"] = RESULTS_SCHEMA
         attrs["schema_version"] = RESULTS_SCHEMA_VERSION
         attrs["grid"] = self.grid
         attrs["created"] = _now()
         self.file.close()
-        os.replace(self.tmp, self.final)
+        if not self.in_place:
+            os.replace(self.tmp, self.final)
+            self.marker.unlink(missing_ok=True)  # a stale marker from a killed update: the new file replaced it
+        self.committed = True
 
 
 def file_stamp(path: Path) -> list[int] | None:
@@ -222,6 +247,8 @@ def load_state(paths: RunPaths) -> tuple[dict[str, Any] | None, str]:
         return None, f"{path} unreadable ({e}); rebuilding"
     if state.get("version") != STATE_VERSION:
         return None, f"{path}: state version {state.get('version')!r}; rebuilding"
+    if updating_marker(paths).exists():
+        return None, f"{updating_marker(paths)} exists: an earlier collect was interrupted; rebuilding"
     if file_stamp(paths.results) != state.get("results") or file_stamp(paths.summary) != state.get("summary"):
         return None, "results.h5 or summary.csv changed since the last collect; rebuilding"
     return state, ""

@@ -80,6 +80,18 @@ def _rows_in_order(jobs: list[tuple[str, Path, list[str]]], parallel: bool
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _probe_all(paths: RunPaths, names) -> list[merge.ShardInfo]:
+    """Validate shards by name; bad ones are moved to shards/bad/ (and left out)."""
+    infos = []
+    for name in sorted(names):
+        path = paths.shards_dir / name
+        try:
+            infos.append(merge.probe(path))
+        except ShardError as e:
+            merge.set_aside(paths, path, str(e))
+    return infos
+
+
 def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool = False, strict: bool = False,
             progress: bool = True) -> CollectReport:
     """Merge the grid's shards into results.h5 and summary.csv; report what is there and what is not.
@@ -113,14 +125,8 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
     todo = [n for n, (size, mtime) in sorted(on_disk.items())
             if not incremental or n not in shard_state
             or (shard_state[n]["size"], shard_state[n]["mtime_ns"]) != (size, mtime)]
-    infos: list[merge.ShardInfo] = []
-    for name in todo:
-        path = paths.shards_dir / name
-        try:
-            infos.append(merge.probe(path))
-        except ShardError as e:
-            merge.set_aside(paths, path, str(e))
-            shard_state.pop(name, None)
+    infos = _probe_all(paths, todo)
+    shard_state = {n: e for n, e in shard_state.items() if (paths.shards_dir / n).exists()}
 
     rows: dict[str, summary.Row] = {}
     bad: set[str] = set()
@@ -130,7 +136,15 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
         mode = "unchanged"
     writer = None
     if pending or not incremental:
-        writer = merge.ResultsWriter(paths, start_from_existing=incremental)
+        try:
+            writer = merge.ResultsWriter(paths, in_place=incremental)
+        except OSError as e:  # e.g. a notebook holds results.h5 open (HDF5 file lock): write a new file
+            notes.append(f"{paths.results}: cannot update in place ({e}); wrote a new file instead")
+            writer, incremental, mode = merge.ResultsWriter(paths, in_place=False), False, "full"
+            kept, shard_state = {}, {}
+            todo = sorted(merge.list_shards(paths))
+            infos = _probe_all(paths, todo)
+            pending = merge.winners(infos, kept, bad)
     try:
         bar = _progress(len(pending), progress and bool(pending))
         lookup = {i.name: i for i in infos}
@@ -170,12 +184,11 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
 
         if writer is not None:
             new_table = summary.build_table(rows.values())
-            if incremental and paths.summary.exists():
-                table = summary.merge_tables(summary.read_table(paths.summary), new_table)
-            else:
-                table = new_table
             writer.commit()
-            summary.write_table(table, paths.summary)
+            if incremental and paths.summary.exists():
+                summary.update_table(paths.summary, new_table)
+            else:
+                summary.write_table(new_table, paths.summary)
             merge.save_state(paths, shard_state, kept)
         elif todo:
             merge.save_state(paths, shard_state, kept)  # changed shards whose copies lost: remember them

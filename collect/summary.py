@@ -229,7 +229,8 @@ def read_table(path: str | os.PathLike) -> "pd.DataFrame":
     """Read a summary CSV back with the dtypes it was written with (trial ids stay strings)."""
     import pandas as pd
 
-    return pd.read_csv(path, dtype={"trial_id": str, "status": str, "optim": str, "condition": str})
+    df = pd.read_csv(path, dtype={"trial_id": str, "status": str, "optim": str, "condition": str})
+    return df.sort_values("trial_id", kind="stable", ignore_index=True)
 
 
 def merge_tables(old: "pd.DataFrame", new: "pd.DataFrame") -> "pd.DataFrame":
@@ -268,6 +269,44 @@ def column_order(columns: list[str]) -> list[str]:
     metric = sorted((c for c in metric if "." not in c), key=layer_key)
     return [c for c in fixed if c in columns] + config + extra + [
         c for c in ("optim", "condition", "n_layers_energy") if c in columns] + metric
+
+
+def update_table(path: str | os.PathLike, new: "pd.DataFrame") -> None:
+    """Add `new` rows to the summary at `path`, atomically.
+
+    The cheap path (new trials only, no new columns) copies the old file and appends; a row
+    replacing an existing trial, or a new column, rewrites the whole table. Either way
+    `read_table` returns rows sorted by trial id, so the result equals a full rebuild.
+    """
+    import shutil
+
+    path = os.fspath(path)
+    with open(path) as f:
+        header = f.readline().rstrip("\n").split(",")
+    ids = set(new["trial_id"])
+    if set(new.columns) <= set(header) and new.empty is False:
+        old_ids = read_ids(path)
+        if not ids & old_ids:
+            tmp = f"{path}.tmp.{os.getpid()}"
+            try:
+                shutil.copyfile(path, tmp)
+                new.reindex(columns=header).to_csv(tmp, mode="a", header=False, index=False)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+            return
+    if new.empty:
+        return
+    write_table(merge_tables(read_table(path), new), path)
+
+
+def read_ids(path: str | os.PathLike) -> set[str]:
+    """The trial ids of a summary CSV (first column), without parsing the rest."""
+    with open(path) as f:
+        next(f)
+        return {line.split(",", 1)[0] for line in f}
 
 
 def write_table(df: "pd.DataFrame", path: str | os.PathLike) -> None:

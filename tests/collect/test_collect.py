@@ -209,21 +209,53 @@ def test_a_bad_trial_sets_its_shard_aside_and_an_older_copy_takes_over(run):
     np.testing.assert_array_equal(_results_arrays(run, t_old.trial_id)["energy"], t_old.arrays["energy"])
 
 
-def test_a_failure_midway_leaves_results_untouched_and_no_temp_files(run, messy, monkeypatch):
+def test_a_failed_full_collect_leaves_results_untouched_and_no_temp_files(run, messy, monkeypatch):
     collect.collect(GRID, run.root, progress=False)
     before = run.paths.results.read_bytes()
-    run.shard("s5", [messy["f"]], created="2026-01-03T00:00:00+00:00")
 
     def boom(self, info, trial_ids):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(merge.ResultsWriter, "copy_from", boom)
     with pytest.raises(KeyboardInterrupt):
-        collect.collect(GRID, run.root, progress=False)
+        collect.collect(GRID, run.root, rebuild=True, progress=False)
     assert run.paths.results.read_bytes() == before and run.leftovers() == []
+
+
+def test_an_interrupted_in_place_update_is_refused_then_rebuilt(run, messy, monkeypatch):
+    collect.collect(GRID, run.root, progress=False)
+    run.shard("s5", [messy["f"]], created="2026-01-03T00:00:00+00:00")
+    real_copy = merge.ResultsWriter.copy_from
+
+    def copy_then_die(self, info, trial_ids):
+        real_copy(self, info, trial_ids)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(merge.ResultsWriter, "copy_from", copy_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        collect.collect(GRID, run.root, progress=False)
+    assert run.leftovers() == [] and not merge.updating_marker(run.paths).exists()
     monkeypatch.undo()
+    r = collect.collect(GRID, run.root, progress=False)  # results.h5 no longer matches the state
+    assert r.mode == "full" and r.complete == 6 and any("changed since" in n for n in r.notes)
+    # A process killed mid-update leaves the marker: loaders refuse, the next collect rebuilds.
+    merge.updating_marker(run.paths).write_text("killed")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        collect.load_trial(GRID, messy["a"].trial_id, root=run.root)
     r = collect.collect(GRID, run.root, progress=False)
-    assert r.mode == "incremental" and r.merged_trials == 1
+    assert r.mode == "full" and any("interrupted" in n for n in r.notes)
+    assert not merge.updating_marker(run.paths).exists()
+    assert collect.load_trial(GRID, messy["a"].trial_id, root=run.root).status == "ok"
+
+
+def test_results_held_open_by_a_reader_get_a_new_file(run, messy):
+    collect.collect(GRID, run.root, progress=False)
+    run.shard("s5", [messy["f"]], created="2026-01-03T00:00:00+00:00")
+    with h5py.File(run.paths.results, "r") as reader:
+        r = collect.collect(GRID, run.root, progress=False)
+        assert len(reader["trials"]) == 5  # the reader still sees the file it opened
+    assert r.complete == 6 and len(collect.load_summary(GRID, root=run.root)) == 6
+    assert r.mode == "full" and any("cannot update in place" in n for n in r.notes)
 
 
 def test_edited_results_trigger_a_full_collect(run, messy):
