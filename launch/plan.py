@@ -152,7 +152,7 @@ def make_plan(
     if max_array_size < 1:
         raise ValueError(f"max_array_size must be >= 1; got {max_array_size}")
     if trial_ids is None:
-        from launch.grid import fast_trial_id
+        from launch.sweep import fast_trial_id
 
         trial_ids = [fast_trial_id(c) for c in trials]
 
