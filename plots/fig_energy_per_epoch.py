@@ -41,11 +41,12 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     sns.lineplot(shown, x="epoch", y="energy", hue="layer", hue_order=layers, marker="o",
                  palette=style.LAYER_COLORS[: len(layers)], errorbar=("ci", 95), seed=0, ax=ax)
     ax.set_yscale("log")
-    ax.set_xlabel("Epoch (last batch, $t=T-1$)")
+    ax.set_xlabel("Epoch")
     ax.set_ylabel("Energy norm")
     ax.set_title("Energy Norm per Epoch")
     ax.set_xticks(range(1, int(table["epoch"].max()) + 1))
     ax.legend(title="Layer", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
               fontsize="x-small", title_fontsize="x-small", handlelength=1.2)
-    style.caption(fig, f"{style.condition_title(rows)}; n={len(rows)} seeds")
+    style.caption(fig, f"{style.condition_title(rows)}; last batch of each epoch, step t=T-1; "
+                       f"n={len(rows)} seeds")
     return fig

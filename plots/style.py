@@ -107,6 +107,7 @@ def log_gamma_axis(ax: Axes, values: Iterable[float]) -> None:
     ax.xaxis.set_major_locator(FixedLocator(values))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: gamma_label(v)))
     ax.xaxis.set_minor_locator(NullLocator())
+    ax.margins(x=0.08)  # keep the end labels of side-by-side panels apart
     if len(values) > 5:
         ax.tick_params(axis="x", labelrotation=60)
 
