@@ -116,6 +116,14 @@ def naive_merge_s_per_trial(shards: list[Path], out: Path) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def cpu_s() -> float:
+    """CPU seconds used by this process and its finished children (collect's reader worker)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     E, B, T, L = (int(x) for x in args.shape.split(","))
@@ -140,14 +148,16 @@ def main(argv: list[str] | None = None) -> dict:
               file=sys.stderr)
 
         load_before = os.getloadavg()
+        cpu0 = cpu_s()
         full = collect.collect(GRID, root, progress=args.progress)
+        full_cpu = cpu_s() - cpu0
         assert full.complete == args.trials and full.mode == "full", full
         print(f"full collect: {full.wall_s:.1f} s, {args.trials / full.wall_s:.0f} trials/s", file=sys.stderr)
 
         new_ids = make_shards(paths, template, args.trials, n_new, args.per_shard, "2026-01-02T00:00:00+00:00", "b")
-        t = time.perf_counter()
+        t, cpu0 = time.perf_counter(), cpu_s()
         inc = collect.collect(GRID, root, progress=args.progress)
-        inc_s = time.perf_counter() - t
+        inc_s, inc_cpu = time.perf_counter() - t, cpu_s() - cpu0
         assert inc.mode == "incremental" and inc.merged_trials == len(new_ids), inc
         assert inc.complete == args.trials + n_new
         print(f"incremental collect of {n_new} new trials: {inc_s:.2f} s", file=sys.stderr)
@@ -161,9 +171,12 @@ def main(argv: list[str] | None = None) -> dict:
             "full_s": round(full.wall_s, 2),
             "full_trials_per_s": round(args.trials / full.wall_s, 1),
             "full_target_trials_per_s": 2000,
+            "full_cpu_s": round(full_cpu, 2),  # both processes: on an idle 2-core machine wall ~ cpu / 2
+            "full_trials_per_cpu_s": round(args.trials / full_cpu, 1),
             "incremental_new_trials": n_new,
             "incremental_s": round(inc_s, 2),
             "incremental_target_s": 5.0,
+            "incremental_cpu_s": round(inc_cpu, 2),
             "baseline_naive_h5py_trials_per_s": round(1 / naive, 1),
             "speedup_vs_naive": round((args.trials / full.wall_s) * naive, 2),
             "results_bytes": paths.results.stat().st_size,

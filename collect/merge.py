@@ -174,15 +174,18 @@ class ResultsWriter:
 
     def _copy(self, src_trials: Any, trial_id: str, provenance: list[tuple[bytes, np.ndarray]]) -> None:
         name = trial_id.encode()
-        replacing = self.trials.links.exists(name)
+        replacing = self.in_place and self.trials.links.exists(name)  # a new file holds each trial once
         target = name + b".new" if replacing else name  # a replaced trial goes only once its copy is whole
         try:
             h5o.copy(src_trials, name, self.trials, target)
             gid = h5g.open(self.trials, target)
             for attr, value in provenance:
-                if h5a.exists(gid, attr):
+                try:
+                    a = h5a.create(gid, attr, _STR_TYPE, self._space)
+                except (KeyError, ValueError, RuntimeError, OSError):  # the shard had one: ours wins
                     h5a.delete(gid, attr)
-                h5a.create(gid, attr, _STR_TYPE, self._space).write(value)
+                    a = h5a.create(gid, attr, _STR_TYPE, self._space)
+                a.write(value)
         except BaseException:
             if self.trials.links.exists(target):
                 self.trials.unlink(target)
