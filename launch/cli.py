@@ -225,7 +225,8 @@ def _print(obj: Any, as_json: bool) -> None:
         data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
         print(json.dumps(data, default=str))
     else:
-        print(obj.render() if hasattr(obj, "render") else obj, end="" if str(obj).endswith("\n") else "\n")
+        text = obj.render() if hasattr(obj, "render") else str(obj)
+        print(text, end="" if text.endswith("\n") else "\n")
 
 
 def _launch(argv: Sequence[str]) -> int:

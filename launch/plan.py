@@ -157,25 +157,23 @@ def make_plan(
         trial_ids = [fast_trial_id(c) for c in trials]
 
     groups: dict[str, list[int]] = {}
-    key_cache: dict[tuple, str] = {}
-    id_cache: dict[tuple[int, int, int], tuple] = {}
-    cost_cache: dict[tuple, float] = {}
+    key_cache: dict[tuple, tuple[list[int], float]] = {}  # shape -> (group members, seconds per trial)
+    id_cache: dict[tuple[int, int, int], tuple[list[int], float]] = {}
     seconds: list[float] = []
     for i, cfg in enumerate(trials):
         # Grids share section objects between trials; their ids are a cheap memo key while
         # `trials` keeps them alive (hashing frozen dataclasses for 50k trials costs ~1 s).
         ids = (id(cfg.data), id(cfg.model), id(cfg.train))
-        shape = id_cache.get(ids)
-        if shape is None:
-            shape = id_cache[ids] = _shape(cfg)
-        skey = key_cache.get(shape)
-        if skey is None:
-            skey = key_cache[shape] = static_key(cfg)
-        groups.setdefault(skey, []).append(i)
-        secs = cost_cache.get(shape)
-        if secs is None:
-            secs = cost_cache[shape] = estimate_trial_seconds(cfg, flops_per_s=flops_per_s)
-        seconds.append(secs)
+        hit = id_cache.get(ids)
+        if hit is None:
+            shape = _shape(cfg)
+            hit = key_cache.get(shape)
+            if hit is None:
+                skey = static_key(cfg)
+                hit = key_cache[shape] = (groups.setdefault(skey, []), estimate_trial_seconds(cfg, flops_per_s=flops_per_s))
+            id_cache[ids] = hit
+        hit[0].append(i)
+        seconds.append(hit[1])
 
     if trials_per_task is not None:  # capacity counted in trials
         capacity, overhead = float(trials_per_task), 0.0
