@@ -311,3 +311,15 @@ def test_report_json_is_plain_data(run, messy):
     r = collect.collect(GRID, run.root, progress=False)
     d = json.loads(json.dumps(r.to_json_dict()))
     assert d["n_missing"] == 3 and d["n_corrupt"] == 2 and d["duplicate"] == 1
+
+
+def test_every_summary_column_is_documented(run, messy, repo_root):
+    import re
+
+    doc = (repo_root / "docs" / "collect.md").read_text()
+    documented = re.findall(r"^\| `([^`]+)` \|", doc, flags=re.M)
+    patterns = [re.compile("^" + re.escape(d).replace(r"\{k\-1\}", r"\d+").replace(r"\{k\}", r"\d+") + "$")
+                for d in documented]
+    collect.collect(GRID, run.root, progress=False)
+    for column in collect.load_summary(GRID, root=run.root).columns:
+        assert any(p.match(column) for p in patterns), f"docs/collect.md does not document column {column}"
