@@ -88,7 +88,8 @@ def parse_value(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-# ---------------------------------------------------------------- fast, exact trial ids
+# ---------------------------------------------------------------- documents and overrides
+
 
 def _parse_overrides(overrides: Sequence[str], parser: Parser) -> dict[str, Any]:
     out = {}
