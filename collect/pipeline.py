@@ -1,10 +1,11 @@
 """`collect()`: one pass from `runs/<grid>/shards/` to results.h5, summary.csv and a report.
 
 Steps: list shards; probe (validate) the new or changed ones, setting bad ones aside; choose, for
-each trial, the newest valid copy; copy winners into a tmp results file (validating each trial as
-its summary row is read, before anything is copied from that shard); write the summary; rename
-both into place; save the state that makes the next run incremental. Imports no jax, and pandas
-only when the summary is built.
+each trial, the newest valid copy; read each winner's summary row (which validates the trial
+before anything is copied from its shard), then copy the groups into results (a tmp file renamed
+into place on a full run, the existing file behind a marker on an incremental one); write the
+summary; save the state that makes the next run incremental. Imports no jax, and pandas only when
+the summary is built.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ def _progress(total: int, enabled: bool):
 
 
 PARALLEL_MIN_TRIALS = 2000  # below this, a worker process costs more to start than it saves
+PARALLEL_ENV = "PCSWEEP_COLLECT_PARALLEL_MIN"  # overrides PARALLEL_MIN_TRIALS (tests, tuning)
+
+
+def _parallel_min() -> int:
+    try:
+        return int(os.environ.get(PARALLEL_ENV, PARALLEL_MIN_TRIALS))
+    except ValueError:
+        return PARALLEL_MIN_TRIALS
 
 
 def _rows_in_order(jobs: list[tuple[str, Path, list[str]]], parallel: bool
@@ -153,7 +162,7 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
             for tid, info in pending.items():
                 by_shard.setdefault(info.name, []).append(tid)
             jobs = [(name, lookup[name].path, sorted(tids)) for name, tids in sorted(by_shard.items())]
-            parallel = len(pending) >= PARALLEL_MIN_TRIALS and (os.cpu_count() or 1) > 1
+            parallel = len(pending) >= _parallel_min() and (os.cpu_count() or 1) > 1
             for name, got in _rows_in_order(jobs, parallel):
                 info = lookup[name]
                 try:
