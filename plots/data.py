@@ -104,15 +104,24 @@ def paper_energy_trials(summary: pd.DataFrame, dataset: str | None) -> pd.DataFr
 
 
 def read_arrays(results: Path, trial_ids: Iterable[str], name: str) -> dict[str, np.ndarray]:
-    """`/trials/<id>/<name>` of each trial from results.h5 (e.g. name="energy": [E, B, T+1, L])."""
-    out: dict[str, np.ndarray] = {}
+    """`/trials/<id>/<name>` of each trial from results.h5 (e.g. name="energy": [E, B, T+1, L]).
+
+    Goes through `collect.load_arrays` (which refuses a results.h5 that collect is still updating)
+    when `results` sits in a run folder (`<root>/<grid>/results.h5`); reads the file directly otherwise.
+    """
+    trial_ids = [str(t) for t in trial_ids]
     try:
-        with h5py.File(results, "r") as f:
-            for tid in trial_ids:
-                out[tid] = np.asarray(f["trials"][tid][name][()], dtype=np.float64)
-    except (OSError, KeyError) as e:
+        run = RunPaths.of(results.parent.name, results.parent.parent)
+        if run.results == results:
+            from collect import load_arrays
+
+            arrays = load_arrays(run.grid, name, trial_ids, run.root)
+        else:
+            with h5py.File(results, "r") as f:
+                arrays = {tid: f["trials"][tid][name][()] for tid in trial_ids}
+    except (OSError, KeyError, RuntimeError) as e:
         raise SkipFigure(f"cannot read {name} from {results}: {e}") from e
-    return out
+    return {tid: np.asarray(a, dtype=np.float64) for tid, a in arrays.items()}
 
 
 # --- the grid: which trials were expected --------------------------------------------------------
@@ -186,7 +195,11 @@ class Inputs:
             raise FileNotFoundError(
                 f"{paths.summary}: no summary table for grid {name!r}; run `python -m collect {grid}"
                 f"{'' if root is None else f' --root {root}'}` first")
-        return cls(name, load_summary(paths.summary), paths.results, grid_yaml)
+        try:
+            from collect import load_summary as collect_summary  # collect's dtypes; light import
+        except ImportError:
+            return cls(name, load_summary(paths.summary), paths.results, grid_yaml)
+        return cls(name, normalize_summary(collect_summary(name, paths.root)), paths.results, grid_yaml)
 
     @property
     def datasets(self) -> list[str]:

@@ -11,10 +11,10 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from plots import style
-from plots.data import Inputs, SkipFigure
+if TYPE_CHECKING:  # pandas, seaborn and matplotlib load only when figures are drawn (fast --help, --list)
+    from plots.data import Inputs
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,14 @@ class Outcome:
     skipped: str | None = None
 
 
-def make_figures(inputs: Inputs, out: Path, formats: Sequence[str], specs: Sequence[FigureSpec],
+def make_figures(inputs: "Inputs", out: Path, formats: Sequence[str], specs: Sequence[FigureSpec],
                  options: Mapping[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> list[Outcome]:
     """Draw `specs` for one grid into `out`; skip (with one line to `log`) those without data."""
     import matplotlib.pyplot as plt
+
+    from plots import style
+    from plots.data import SkipFigure
 
     style.apply()
     available = {"grid_yaml": inputs.grid_yaml, **(options or {})}

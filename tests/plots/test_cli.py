@@ -115,10 +115,12 @@ def test_select_accepts_names_and_module_names() -> None:
         registry.select(["nope"])
 
 
-def test_importing_plots_loads_no_jax() -> None:
+def test_importing_plots_and_reading_a_run_loads_no_jax(mini_run) -> None:
     modules = ["plots", "plots.cli", "plots.registry", "plots.data", "plots.style"]
     modules += [spec.module for spec in registry.FIGURES]
     code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+    code += (f"from plots.data import Inputs, read_arrays\ninputs = Inputs.load('mini', {str(mini_run.root)!r})\n"
+             "read_arrays(inputs.results, inputs.summary['trial_id'][:2], 'energy')\n")
     code += "bad = [m for m in sys.modules if m == 'jax' or m.startswith(('jax.', 'jaxlib'))]\n"
     code += "assert not bad, bad\nprint('ok')\n"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
