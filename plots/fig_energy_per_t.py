@@ -2,8 +2,9 @@
 
 Trials: all seeds of the PC AdamW condition the paper picked (`data.paper_energy_trials`). Values:
 `energy[-1, -1, t, k]` (last epoch, last batch) for t = 0..T; mean and 95% CI over seeds. Under
-forward init the hidden layers are exactly 0 at t = 0, which a log axis cannot show, so zero values
-are left out of the curves (they start at t = 1) and the caption says so.
+forward init the hidden layers are exactly 0 at t = 0 (the first hidden layer of a 3-Vode network
+also at t = 1, until the output error reaches it), which a log axis cannot show, so zero values are
+left out of the curves and the caption lists them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from plots import style
 from plots.data import SkipFigure, paper_energy_trials, read_arrays
@@ -33,12 +35,22 @@ def long_table(summary: pd.DataFrame, results: Path, dataset: str | None) -> tup
     return rows, pd.DataFrame(records)
 
 
+def zero_steps(table: pd.DataFrame) -> dict[str, list[int]]:
+    """layer -> the steps t at which its energy is exactly 0 in every chosen trial.
+
+    Under forward init, a hidden layer stays at 0 until the output error has propagated back to
+    it: layer L-1 is 0 at t = 0 only, layer L-2 at t = 0 and 1, and so on.
+    """
+    zero = table.assign(z=table["energy"] == 0).groupby(["layer", "t"])["z"].all()
+    return {layer: [int(t) for t in zero.loc[layer][zero.loc[layer]].index]
+            for layer in sorted(table["layer"].unique(), key=int) if zero.loc[layer].any()}
+
+
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     rows, table = long_table(summary, results, dataset)
     shown = table[np.isfinite(table["energy"]) & (table["energy"] > 0)]
     if shown.empty:
         raise SkipFigure("every energy of the chosen trials is zero or not finite")
-    zero_layers = sorted(set(table.loc[table["energy"] == 0, "layer"]))
     fig, ax = plt.subplots(figsize=style.figsize("half", 1.4 * style.GOLDEN))
     layers = sorted(shown["layer"].unique(), key=int)
     sns.lineplot(shown, x="t", y="energy", hue="layer", hue_order=layers, marker="o",
@@ -47,12 +59,13 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     ax.set_xlabel("Inference step $t$")
     ax.set_ylabel("Energy norm")
     ax.set_title("Energy Norm per Step")
-    ax.set_xticks(range(int(table["t"].max()) + 1))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
     ax.legend(title="Layer", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
               fontsize="x-small", title_fontsize="x-small", handlelength=1.2)
     note = f"{style.condition_title(rows)}; last batch, last epoch; n={len(rows)} seeds"
-    if zero_layers:
-        note += f"\nLayer {', '.join(zero_layers)}: 0 at t=0 (not on log axis)"
+    if zeros := zero_steps(table):
+        note += "\nExactly 0, not drawn on the log axis: " + "; ".join(
+            f"layer {layer} at t={','.join(map(str, ts))}" for layer, ts in zeros.items())
     style.caption(fig, note)
     return fig
 

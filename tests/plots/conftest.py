@@ -1,7 +1,7 @@
 """A synthetic but format-true collected run: results.h5 + summary.csv for a mini grid.
 
 The per-trial arrays follow DESIGN.md section 5 (energy [E, B, T+1, L] with hidden layers exactly 0
-at t=0, as under forward init), written with `pc.shard.write_shard`, whose layout results.h5 shares;
+until the output error reaches them, as under forward init: layer 2 at t=0, layer 1 at t=0 and 1), written with `pc.shard.write_shard`, whose layout results.h5 shares;
 the summary columns are derived from those arrays the way collect derives them (last epoch, last
 batch, t = T-1 for energies; ratios e_{k-1} / (e_k + 1e-32)).
 """
@@ -55,7 +55,8 @@ def make_trial(cfg: dict, *, diverged: bool = False) -> TrialResult:
     epoch = (1 + np.arange(E))[:, None, None, None]
     k = np.arange(L)[None, None, None, :]
     noise = rng.lognormal(0, 0.1, size=(E, B, T + 1, L))
-    hidden = (gamma * 10.0 ** (-k)) * (1 - np.exp(-t)) / epoch  # 0 at t = 0
+    # forward init: hidden layer k is exactly 0 until the output error reaches it (t >= L-1-k)
+    hidden = (gamma * 10.0 ** (-k)) * (1 - np.exp(-t)) / epoch * (t >= L - 1 - k)
     output = 2.0 * np.exp(-0.2 * t) / epoch
     energy = np.where(k == L - 1, output, hidden) * noise
     energy_var = energy**2 * 0.1
