@@ -280,24 +280,21 @@ def update_table(path: str | os.PathLike, new: "pd.DataFrame") -> None:
     """
     import shutil
 
+    if new.empty:
+        return
     path = os.fspath(path)
     with open(path) as f:
         header = f.readline().rstrip("\n").split(",")
-    ids = set(new["trial_id"])
-    if set(new.columns) <= set(header) and new.empty is False:
-        old_ids = read_ids(path)
-        if not ids & old_ids:
-            tmp = f"{path}.tmp.{os.getpid()}"
-            try:
-                shutil.copyfile(path, tmp)
-                new.reindex(columns=header).to_csv(tmp, mode="a", header=False, index=False)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
-            return
-    if new.empty:
+    if set(new.columns) <= set(header) and not set(new["trial_id"]) & read_ids(path):
+        tmp = f"{path}.tmp.{os.getpid()}"
+        try:
+            shutil.copyfile(path, tmp)
+            new.reindex(columns=header).to_csv(tmp, mode="a", header=False, index=False)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return
     write_table(merge_tables(read_table(path), new), path)
 
