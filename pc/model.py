@@ -10,14 +10,21 @@ Weights: one key per layer from `px.RandomKeyGenerator(seed)`, input to output, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
 
-import jax
-import jax.numpy as jnp
-import pcx as px
-import pcx.nn as pxnn
-import pcx.predictive_coding as pxc
-import pcx.utils as pxu
+if "xla_cpu_use_thunk_runtime" not in os.environ.get("XLA_FLAGS", ""):
+    # jax 0.4.38's default CPU runtime is ~2x slower on these models (notes section 0) and rounds
+    # differently; a user's own setting of the flag wins. XLA reads it when the backend starts,
+    # which importing pcx does, so this runs before the first `import pcx` of every pc entry point.
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_thunk_runtime=false").strip()
+
+from collections.abc import Callable, Sequence  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import pcx as px  # noqa: E402
+import pcx.nn as pxnn  # noqa: E402
+import pcx.predictive_coding as pxc  # noqa: E402
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "leaky_relu": jax.nn.leaky_relu,  # slope 0.01, as the paper
@@ -105,4 +112,4 @@ def _init_fn(kind: str, dims: tuple[int, ...], activation: str):
     return _INIT_CACHE[key]
 
 
-__all__ = ["ACTIVATIONS", "BPModel", "PCModel", "build_model", "init_weights", "set_weights", "weights", "pxu"]
+__all__ = ["ACTIVATIONS", "BPModel", "PCModel", "build_model", "init_weights", "set_weights", "weights"]

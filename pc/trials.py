@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 if "xla_cpu_use_thunk_runtime" not in os.environ.get("XLA_FLAGS", ""):
-    # jax 0.4.38's default CPU runtime is ~2x slower on these models (notes section 0); a user's
-    # own setting of this flag wins. Read when the backend starts, so set before first use.
+    # The legacy XLA CPU runtime: ~2x faster here (see pc/model.py). Set before jax starts; this
+    # module itself imports no jax, so `launch` may import it on a login node.
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_thunk_runtime=false").strip()
 
 import json

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+import pc.model  # noqa: F401  (sets the XLA CPU runtime flag before any test imports pcx)
+
 from pc_cases import ADAM_A, ADAM_B, BP_A, SGD_A, SGD_B, SGD_DIVERGE, SGD_SMALL_GAMMA
 
 
