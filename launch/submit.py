@@ -284,7 +284,11 @@ def _python(options: Any, paths: RunPaths) -> str | None:
 def _slurm_settings(options: Any, grid: Grid, paths: RunPaths) -> tuple[dict[str, Any], str | None]:
     from launch.sbatch import executor_parameters
 
-    return executor_parameters(options, grid.name, paths), _python(options, paths)
+    params = executor_parameters(options, grid.name, paths)
+    delay = getattr(options, "signal_delay_s", None)  # USR2 this many seconds before the limit
+    if delay is not None:
+        params.setdefault("signal_delay_s", int(delay))
+    return params, _python(options, paths)
 
 
 def _submit_slurm(arrays: Sequence[tuple[PcsweepTask, ...]], sbatch: dict[str, Any], python: str | None,

@@ -146,9 +146,12 @@ class PcsweepTask:
         from pc.shard import TrialResult
         from pc.trials import iter_trial_results
 
+        n = len(configs)
         for item in iter_trial_results(configs, progress=self.progress):
             if isinstance(item, TrialResult):
                 self._finished.append(item)
+                print(f"pcsweep: trial {item.trial_id} {item.status} in {item.wall_s:.1f} s "
+                      f"({len(self._finished) + len(self._failed)}/{n})", flush=True)
             else:
                 self._failed.append(item.trial_id)
                 self._record_failure(paths, item)

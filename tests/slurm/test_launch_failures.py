@@ -1,0 +1,110 @@
+"""Failures on the real local SLURM cluster: a trial that raises, and a task that hits its time limit.
+
+The raising trial is real: `data.dataset: mnist` with PCSWEEP_DATA pointing at an empty folder makes
+pc raise its DataError (mnist is never installed here). The time limit is real too: once the task
+has finished its first trial, its limit is lowered with `scontrol update` so SLURM sends USR2 at
+once (`--signal=USR2@119`: submitit's signal_delay_s=119) and kills it at the limit; submitit calls
+our `checkpoint`, requeues, and the requeued attempt runs only the unfinished trials.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from launch.manifest import read_manifests
+from launch.options import LaunchOptions
+from launch.state import squeue
+from launch.submit import launch
+from pc.shard import open_shard
+
+from test_launch_run import final_states, run, tiny_doc, wait_for  # noqa: F401  (run is a fixture)
+
+pytestmark = pytest.mark.slurm
+
+
+@dataclass(frozen=True)
+class SignalOptions(LaunchOptions):
+    """LaunchOptions plus the checkpoint signal's lead time (submitit's signal_delay_s, default 90)."""
+
+    signal_delay_s: int | None = None
+
+
+def test_raising_trial_leaves_failed_record_and_slurm_sees_failed(run, tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PCSWEEP_DATA", str(tmp_path / "empty"))  # sbatch exports it to the task
+    doc = tiny_doc(run.name, seeds=1)
+    doc["defaults"]["data"] = {"dataset": "mnist", "batch_size": 16}
+    grid = run.grid(doc)
+    sub = launch(grid, run.options())
+    (trial,) = grid.trial_ids
+    job = sub.arrays[0].job_id  # one task: submitit sends a plain job, not an array
+    report = run.wait_status(lambda r: r.counts["failed"] == 1 and r.active == 0, 180, "the failure record")
+    record = json.loads(run.paths.failed(trial).read_text())
+    assert record["job_id"] == job and record["attempt"] == 0 and "DataError" in record["error"]
+    assert any(p.endswith(f"{job}_0_log.err") for p in record["log_paths"])
+    acct = final_states([job])
+    assert acct[job].state == "FAILED" and acct[job].exit_code != "0:0"
+    (problem,) = run.status().problems
+    assert problem.state == "failed" and "FAILED" in problem.reason and "DataError" in problem.reason
+    assert not list(run.paths.shards_dir.glob("*.h5")) if run.paths.shards_dir.exists() else True
+    again = launch(grid, run.options())
+    assert again.trials == 0 and again.skipped["failed"] == 1
+    assert report.counts["done"] == 0
+
+
+def _elapsed_s(job: str) -> int:
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%M"], capture_output=True, text=True, timeout=30).stdout
+    parts = [int(p) for p in re.split("[:-]", out.strip())] if out.strip() else [0]
+    seconds = 0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return seconds
+
+
+def test_task_hitting_its_time_limit_checkpoints_and_requeue_keeps_finished_trials(run):
+    # three static groups (widths 8, 12, 16), one trial each, in one task
+    doc = tiny_doc(run.name, seeds=1)
+    doc["sweep"] = [{"axes": {"model.width": [8, 12, 16]}}]
+    grid = run.grid(doc)
+    opts = run.options(time_min=10)
+    sub = launch(grid, SignalOptions(**{**opts.__dict__, "signal_delay_s": 119}))
+    job = sub.arrays[0].job_id
+    (manifest,) = read_manifests(run.paths)
+    (key,) = manifest["tasks"]
+    log = run.paths.slurm_dir / f"{job}_0_log.out"
+
+    wait_for(lambda: log.exists() and log.read_text().count("pcsweep: trial ") >= 1, 240, "the first finished trial")
+    limit_min = math.ceil((_elapsed_s(job) + 20) / 60)  # a limit 20-80 s away: USR2 now, kill at the limit
+    subprocess.run(["scontrol", "update", f"JobId={job}", f"TimeLimit={limit_min}"], check=True, timeout=30)
+
+    def requeued():
+        text = log.read_text()
+        return "checkpoint of task" in text and "Requeued job" in (text + run.log_text())
+
+    wait_for(requeued, 150, "the checkpoint and the requeue")
+    # give the requeued attempt its time back, before it starts (the requeue round trip is ~40 s)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=10"], check=True, timeout=30)
+    first = run.shard_ids()
+    assert list(first) == [key] and 1 <= len(first[key]) < 3, first
+    assert run.status().counts["done"] == len(first[key])
+
+    report = run.wait_status(lambda r: r.counts["done"] == 3, 240, "the requeued attempt to finish the rest")
+    assert report.counts["lost"] == 0 and report.counts["failed"] == 0
+    shards = run.shard_ids()
+    assert shards[key] == first[key], "the first attempt's shard is never rewritten"
+    rest = [k for k in shards if k != key]
+    assert rest and all(k.startswith(f"{key}.a") for k in rest)
+    ids = [t for k in shards for t in shards[k]]
+    assert sorted(ids) == sorted(grid.trial_ids) and len(ids) == len(set(ids)), "no trial trained twice"
+    with open_shard(run.paths.shard(rest[0])) as shard:
+        assert shard.attrs["attempt"] >= 1
+    text = run.log_text()
+    assert "timed-out" in text and "Calling checkpoint method" in text
+    assert final_states([job])[job].state == "COMPLETED"
+    assert squeue(run.name) == {}
