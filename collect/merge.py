@@ -3,10 +3,9 @@
 `results.h5` has a shard's per-trial layout (`/trials/<trial_id>` with attrs config, status,
 wall_s and the six datasets, DESIGN.md section 5) plus provenance attrs per trial (`shard`,
 `shard_created`, `hostname`, `slurm_job_id`) and file attrs `schema = "pcsweep-results"`,
-`schema_version = 1`, `grid`, `created`. It is always written to `results.h5.tmp.<pid>` and
-`os.replace`d: a full collect builds the tmp file from scratch; an incremental one copies the old
-file (a kernel-side copy, far cheaper than re-copying tens of thousands of HDF5 groups), deletes the
-trials a newer shard replaces and adds the new ones.
+`schema_version = 1`, `grid`, `created`. It is written to `results.h5.tmp.<pid>` and
+`os.replace`d on a full collect; an incremental collect adds to the existing file in place behind a
+marker file (see `ResultsWriter`), since copying a multi-GB results file costs more than the update.
 
 Trial groups are copied with HDF5's own object copy (`H5Ocopy`), one call per trial.
 """

@@ -96,6 +96,7 @@ def test_cli_help_explains_every_option(repo_root):
 
 def test_collect_never_loads_jax(run, repo_root):
     _populate(run)
+    run.paths.grid_yaml.write_text(f"name: {GRID}\ndefaults: {{seed: 0}}\nsweep:\n  - axes: {{seed: [1, 2]}}\n")
     code = textwrap.dedent(f"""
         import sys
         import collect
@@ -103,6 +104,7 @@ def test_collect_never_loads_jax(run, repo_root):
         report = collect.collect({GRID!r}, {str(run.root)!r}, progress=False)
         df = collect.load_summary({GRID!r}, root={str(run.root)!r})
         assert report.complete == 2 and len(df) == 2
+        assert report.expected_source == "grid.yaml", report.notes  # launch.grid ran too
         assert "jax" not in sys.modules, sorted(m for m in sys.modules if m.startswith("jax"))
         print("ok")
     """)

@@ -323,3 +323,21 @@ def test_every_summary_column_is_documented(run, messy, repo_root):
     collect.collect(GRID, run.root, progress=False)
     for column in collect.load_summary(GRID, root=run.root).columns:
         assert any(p.match(column) for p in patterns), f"docs/collect.md does not document column {column}"
+
+
+def test_unreadable_failed_record_and_grid_yaml_fall_back_with_a_note(run, messy):
+    (run.paths.failed_dir / "deadbeefdeadbeef.json").write_text("{not json")
+    run.paths.grid_yaml.write_text("name: g\nsweep: 3\n")  # not a valid grid
+    r = collect.collect(GRID, run.root, progress=False)
+    assert "unreadable failed record" in r.failed["deadbeefdeadbeef"]
+    assert r.expected_source == "submissions" and any("could not expand" in n for n in r.notes)
+
+
+def test_grid_name_from_a_yaml_path(tmp_path):
+    from collect.expected import grid_name
+
+    f = tmp_path / "x.yaml"
+    f.write_text("name: propagation\n")
+    assert grid_name(str(f)) == "propagation" and grid_name("demo") == "demo"
+    with pytest.raises(ValueError, match="cannot read"):
+        grid_name(str(tmp_path / "absent.yaml"))
