@@ -49,7 +49,8 @@ slurm-up:  ## start the local single-node SLURM cluster (root, Debian/Ubuntu)
 slurm-down:  ## stop it
 	scripts/slurm-dev-cluster down
 
-gpu-check: install  ## on a GPU node: devices, one paper-shaped group, trials/s, peak memory
+gpu-check: | $(BIN)/python  ## on a GPU node: install the cuda extra, then devices, paper-shaped groups, trials/s, peak memory
+	$(BIN)/python -m pip install --quiet -e '.[cuda]'
 	scripts/gpu-check
 
 clean:  ## remove the demo run folder
