@@ -146,3 +146,33 @@ def test_status_counts_done_failed_lost_and_running_from_files(tmp_path):
     report = status_report("tiny", tmp_path)
     assert report.counts["running"] == 2 and report.counts["lost"] == 0
     assert [a.superseded for a in report.arrays] == [2, 0]
+
+
+def test_status_without_squeue_says_unknown_and_never_hangs(tmp_path, monkeypatch, capsys):
+    """A cluster whose squeue is gone (or a laptop reading a copied run folder): files still count."""
+    grid = tiny_grid()
+    paths = RunPaths.of("tiny", tmp_path)
+    reconcile_grid(grid, paths)
+    ids = list(grid.trial_ids)
+    write_manifest(paths, manifest("s1", {"k1": ids[:2], "k2": ids[2:]},
+                                   [{"job_id": "4242", "task_keys": ["k1", "k2"]}], executor="slurm"))
+    write_shard(paths.shard("k1"), [fake_result(c) for c in grid.trials[:2]], grid="tiny", task_key="k1")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    report = status_report("tiny", tmp_path)
+    assert report.queue == "unavailable" and report.counts["done"] == 2 and report.counts["unknown"] == 2
+    assert "squeue did not answer" in render_status(report)
+    with pytest.raises(SubmissionError, match="squeue did not answer"):
+        select_trials(grid, paths, LaunchOptions(root=tmp_path, executor="slurm"))
+
+
+def test_watch_returns_when_nothing_is_queued(tmp_path, capsys):
+    from launch.status import watch
+
+    grid = tiny_grid()
+    paths = RunPaths.of("tiny", tmp_path)
+    reconcile_grid(grid, paths)
+    write_manifest(paths, manifest("s1", {"k1": list(grid.trial_ids)},
+                                   [{"job_id": "local:elsewhere-host:1", "task_keys": ["k1"]}]))
+    write_shard(paths.shard("k1"), [fake_result(c) for c in grid.trials], grid="tiny", task_key="k1")
+    watch("tiny", tmp_path, interval_s=0.01)
+    assert "done 4" in capsys.readouterr().out

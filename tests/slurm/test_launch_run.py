@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from launch.cancel import cancel
-from launch.grid import Grid, grid_from_mapping
+from launch.grid import Grid, grid_from_mapping, read_grid_document
 from launch.manifest import read_manifests
 from launch.options import LaunchOptions
 from launch.state import sacct, squeue
@@ -29,6 +29,7 @@ from pc.paths import RunPaths
 from pc.shard import open_shard
 
 pytestmark = pytest.mark.slurm
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_doc(name: str, seeds: int = 4, **defaults: Any) -> dict:
@@ -110,34 +111,45 @@ def run(slurm_cluster, tmp_path):
     subprocess.run(["scancel", "--me", "-n", f"pcsweep-{r.name}"], capture_output=True, timeout=30)
 
 
-def test_grid_runs_to_done_with_valid_shards_and_status_counts_each_stage(run):
-    grid = run.grid(seeds=4)
+def test_demo_grid_runs_to_done_with_valid_shards_and_status_counts_each_stage(run):
+    """grids/demo.yaml (32 trials, 8 static groups) with one epoch, as `python -m launch` would."""
+    doc = read_grid_document(REPO / "grids" / "demo.yaml")
+    doc["name"] = run.name
+    grid = grid_from_mapping(doc, source="grids/demo.yaml", overrides=["train.epochs=1"])
+    n = len(grid.trial_ids)
+    assert n == 32
     t0 = time.monotonic()
-    sub = launch(grid, run.options(trials_per_task=2))
+    sub = launch(grid, run.options(trials_per_task=8))
     assert time.monotonic() - t0 < 15, "launch must return at once, never wait on results"
-    assert (sub.executor, sub.trials, sub.tasks, len(sub.arrays)) == ("slurm", 4, 2, 1)
+    assert (sub.executor, sub.trials, len(sub.arrays)) == ("slurm", n, 1) and sub.tasks >= 4
     job = sub.arrays[0].job_id
     (manifest,) = read_manifests(run.paths)
-    assert manifest["arrays"] == [{"job_id": job, "task_keys": list(manifest["tasks"])}]
+    (array,) = manifest["arrays"]
+    assert array["job_id"] == job and sorted(array["task_keys"]) == sorted(manifest["tasks"])
     assert manifest["sbatch"]["job_name"] == f"pcsweep-{run.name}" and manifest["git_sha"]
+    elements = {f"{job}_{a}" for a in range(sub.tasks)}
 
     first = run.status()
-    assert first.counts["done"] == 0 and first.active == 4 and first.queue == "squeue"
-    assert set(squeue(run.name)) == {f"{job}_0", f"{job}_1"}
-    run.wait_status(lambda r: r.counts["running"] > 0, 120, "a running task")
-    done = run.wait_status(lambda r: r.active == 0, 300, "both tasks to finish")
-    assert done.counts == {"pending": 0, "running": 0, "done": 4, "failed": 0, "lost": 0, "unknown": 0}
-    assert done.arrays[0].done == 4 and not done.problems
+    assert first.counts["done"] == 0 and first.active == n and first.queue == "squeue"
+    assert set(squeue(run.name)) == elements
+    mid = run.wait_status(lambda r: r.counts["running"] > 0, 120, "a running task")
+    assert mid.counts["running"] + mid.counts["pending"] + mid.counts["done"] == n
+    done = run.wait_status(lambda r: r.active == 0, 420, "every task to finish")
+    assert done.counts == {"pending": 0, "running": 0, "done": n, "failed": 0, "lost": 0, "unknown": 0}
+    assert done.arrays[0].done == n and not done.problems
 
     shards = run.shard_ids()
     assert sorted(shards) == sorted(manifest["tasks"])  # one shard per task, named by its key
     for key, ids in shards.items():
         assert sorted(ids) == sorted(manifest["tasks"][key])
-    acct = final_states([f"{job}_0", f"{job}_1"])
-    assert {acct[f"{job}_{a}"].state for a in (0, 1)} == {"COMPLETED"}
+    with open_shard(run.paths.shard(next(iter(shards)))) as shard:
+        trial = shard.trial(shard.trial_ids[0])
+        assert trial.arrays["energy"].shape[0] == 1 and trial.status in ("ok", "diverged")
+    acct = final_states(sorted(elements))
+    assert {acct[e].state for e in elements} == {"COMPLETED"}
 
-    again = launch(grid, run.options(trials_per_task=2))
-    assert again.trials == 0 and again.skipped == {"done": 4, "queued": 0, "failed": 0}
+    again = launch(grid, run.options(trials_per_task=8))
+    assert again.trials == 0 and again.skipped == {"done": n, "queued": 0, "failed": 0}
     assert cancel(run.name, run.root) == []
 
 
