@@ -85,7 +85,10 @@ def set_aside(paths: RunPaths, path: Path, reason: str) -> str:
     """Move a bad shard to `shards/bad/` with `<name>.reason.txt` next to it; return the new name."""
     paths.bad_shards_dir.mkdir(parents=True, exist_ok=True)
     dest = paths.bad_shards_dir / path.name
-    os.replace(path, dest)
+    try:
+        os.replace(path, dest)
+    except FileNotFoundError:
+        return dest.name  # already gone (deleted or moved by someone else): nothing to set aside
     note = dest.with_name(dest.name + ".reason.txt")
     note.write_text(f"{reason}\nmoved here by collect at {_now()}; fix or delete it, then relaunch the task\n")
     return dest.name

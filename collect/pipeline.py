@@ -96,6 +96,8 @@ def _probe_all(paths: RunPaths, names) -> list[merge.ShardInfo]:
         path = paths.shards_dir / name
         try:
             infos.append(merge.probe(path))
+        except FileNotFoundError:
+            continue  # deleted or renamed since it was listed
         except ShardError as e:
             merge.set_aside(paths, path, str(e))
     return infos
