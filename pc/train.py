@@ -240,12 +240,21 @@ def padded_size(n: int, sizes: Sequence[int]) -> int:
 
 
 def flops_per_trial_epoch(cfg: TrialConfig, d_in: int, n_classes: int, n_batches: int, n_test: int) -> float:
-    """Matmul FLOPs of one trial-epoch (for the benchmark's GFLOP/s; 2 FLOPs per multiply-add)."""
+    """Matmul FLOPs the algorithm performs in one trial-epoch (2 per multiply-add).
+
+    Per training sample, with m = the three layers' matmuls (2*in*out each): forward init m; each of
+    the T state passes a forward m plus the state gradients through W2 and W3; the weight pass a
+    forward m plus the weight gradients m (no input gradients: the states are not differentiated).
+    BP: forward init, forward, weight gradients, input gradients through W2, W3. Test: one forward.
+    Elementwise work is not counted.
+    """
     dims = dims_of(cfg, d_in, n_classes)
-    fwd = sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))  # per sample
-    passes = cfg.train.T + 1 if cfg.model.kind == "pc" else 1
-    # forward init + per energy pass (forward + backward ~ 3x; the state passes skip dE/dW ~ 2x+)
-    per_sample = fwd * (1 + 3 * passes)
+    m = [2 * a * b for a, b in zip(dims[:-1], dims[1:])]
+    fwd, back = sum(m), sum(m[1:])
+    if cfg.model.kind == "pc":
+        per_sample = fwd + cfg.train.T * (fwd + back) + 2 * fwd
+    else:
+        per_sample = fwd + 2 * fwd + back  # forward init, forward, dE/dW, input gradients
     return float(per_sample * cfg.data.batch_size * n_batches + fwd * n_test)
 
 

@@ -1,0 +1,222 @@
+"""Trials per CPU-second: pc's group program against the idiomatic pcx loop, measured in one run.
+
+Baseline: each trial alone, the way pcx's tutorials train (a new model and `pxu.Optim`s, a
+`pxf.jit` train step per mini-batch called from a Python loop, a jitted test pass per epoch); every
+new trial recompiles, as it does there. Candidate: `pc.train.GroupProgram` (trials vmapped, batches
+scanned, one compiled call per epoch), on the same trials. Cases (issue 3, item 7):
+
+    moons_w128    two moons, width 128, a group of >= 32 trials
+    moons_w1024   two moons, width 1024
+    fmnist_w1024  FashionMNIST-shaped (784 -> 1024 -> 1024 -> 10, batch 128, synthetic data)
+
+Time is CPU-seconds (`time.process_time`, all threads of this process), robust on a shared
+machine; with --gpu it is wall seconds. Each ratio is candidate trials per second over baseline
+trials per second; the candidate's compile is reported apart (it is paid once per shape and
+process, the baseline's once per trial). The FLOP fraction is the group program's matmul GFLOP/s
+(`pc.train.flops_per_trial_epoch`) over a plain jitted `jnp.dot` of 1024^3 on the same device.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pc.model  # noqa: E402,F401  (sets the XLA CPU runtime flag before jax starts)
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import pcx.functional as pxf  # noqa: E402
+import pcx.nn as pxnn  # noqa: E402
+import pcx.predictive_coding as pxc  # noqa: E402
+import pcx.utils as pxu  # noqa: E402
+
+from pc.config import TrialConfig  # noqa: E402
+from pc.data import Dataset, load_data  # noqa: E402
+from pc.model import build_model  # noqa: E402
+from pc.train import _energy, _forward, dims_of, flops_per_trial_epoch, get_program  # noqa: E402
+from pc.trials import batch_orders  # noqa: E402
+
+
+# Baseline: the tutorial way ----------------------------------------------------------------------
+@pxf.jit(static_argnums=0)
+def _tutorial_step(T, x, y, *, model, optim_w, optim_h):
+    with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
+        _forward(x, y, model=model)
+    optim_h.init(pxu.M_hasnot(pxc.VodeParam, frozen=True)(model))
+    records = []
+    for _ in range(T):
+        with pxu.step(model, clear_params=pxc.VodeParam.Cache):
+            (_, (e,)), g = pxf.value_and_grad(
+                pxu.M_hasnot(pxc.VodeParam, frozen=True).to([False, True]), has_aux=True)(_energy)(x, model=model)
+        records.append(e)
+        optim_h.step(model, g["model"], scale_by=x.shape[0])
+    optim_h.clear()
+    with pxu.step(model, clear_params=pxc.VodeParam.Cache):
+        (_, (e,)), g = pxf.value_and_grad(pxu.M(pxnn.LayerParam).to([False, True]), has_aux=True)(_energy)(
+            x, model=model)
+    records.append(e)
+    grads = [layer.nn.weight.get() for layer in g["model"].layers]
+    stats = [jnp.stack([jnp.linalg.norm(w) for w in grads]), jnp.stack([jnp.var(w) for w in grads])]
+    optim_w.step(model, g["model"])
+    energies = jnp.stack(records)
+    return jnp.linalg.norm(energies, axis=1), jnp.var(energies, axis=1), *stats
+
+
+@pxf.jit()
+def _tutorial_eval(x, y, *, model):
+    with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
+        logits = _forward(x, None, model=model)
+    return jnp.sum(jnp.argmax(logits, -1) == jnp.argmax(y, -1))
+
+
+def idiomatic_trial(cfg: TrialConfig, ds: Dataset) -> list[float]:
+    """One PC trial the tutorial way; returns test accuracy per epoch."""
+    t = cfg.train
+    model = build_model("pc", dims_of(cfg, ds.d_in, ds.n_classes), cfg.model.activation, cfg.seed)
+    model.train()
+    opt = ((lambda: optax.sgd(t.w_lr, momentum=t.w_momentum)) if t.w_optimizer == "sgd"
+           else (lambda: optax.adamw(t.w_lr, weight_decay=t.w_weight_decay)))
+    # The tutorials initialise the vodes with one forward pass before building the optimizers.
+    with pxu.step(model, pxc.STATUS.INIT, clear_params=pxc.VodeParam.Cache):
+        _forward(jnp.zeros(ds.train_x.shape[1:]), None, model=model)
+    optim_w = pxu.Optim(opt, pxu.M(pxnn.LayerParam)(model))
+    optim_h = pxu.Optim(lambda: optax.sgd(t.h_lr))
+    accs = []
+    for order in batch_orders(cfg.seed, ds.train_x.shape[0], t.epochs):
+        metrics = [_tutorial_step(t.T, ds.train_x[i], ds.train_y[i], model=model, optim_w=optim_w, optim_h=optim_h)
+                   for i in order]
+        correct = sum(int(_tutorial_eval(x, y, model=model)) for x, y in zip(ds.test_x, ds.test_y))
+        jax.block_until_ready(metrics)
+        accs.append(correct / ds.test_x.shape[0] / ds.test_x.shape[1])
+    return accs
+
+
+# Candidate: the group program ----------------------------------------------------------------------
+def group_trials(cfgs: list[TrialConfig], ds: Dataset, data: dict) -> list[np.ndarray]:
+    """Train cfgs as one group; returns each trial's test accuracy per epoch."""
+    program = get_program(cfgs[0], ds.d_in, ds.n_classes, len(cfgs))
+    program.start(cfgs)
+    orders = np.stack([batch_orders(c.seed, ds.train_x.shape[0], c.train.epochs) for c in cfgs], axis=1)
+    accs = [program.epoch(orders[e], data)[1] for e in range(cfgs[0].train.epochs)]
+    return list(np.stack(accs, axis=1))
+
+
+def synthetic_fmnist(n_batches: int, n_test_batches: int) -> Dataset:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n_batches + n_test_batches, 128, 784)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, (n_batches + n_test_batches, 128))]
+    return Dataset(x[:n_batches], y[:n_batches], x[n_batches:], y[n_batches:])
+
+
+def dot_gflops(clock) -> float:
+    """GFLOP per second (of `clock`) of a plain jitted 1024^3 float32 matmul."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((1024, 1024)), jnp.float32)
+    f = jax.jit(lambda p, q: p @ q)
+    f(a, a).block_until_ready()
+    n, t0 = 0, clock()
+    while clock() - t0 < 2.0 or n < 5:
+        f(a, a).block_until_ready()
+        n += 1
+    return 2 * 1024**3 * n / (clock() - t0) / 1e9
+
+
+def run_case(name: str, cfg: TrialConfig, ds: Dataset, n_group: int, n_base: int, clock, log) -> dict:
+    data = {k: jnp.asarray(getattr(ds, k)) for k in ("train_x", "train_y", "test_x", "test_y")}
+    seeds = range(n_group)
+    cfgs = [cfg.replace(**{"seed": s, "train.h_lr": cfg.train.h_lr * (1 + 0.1 * (s % 3))}) for s in seeds]
+    t0 = clock()
+    group_trials(cfgs, ds, data)  # first group: compiles, then trains
+    first_s = clock() - t0
+    cfgs = [c.replace(seed=c.seed + 1000) for c in cfgs]  # new values: no recompile
+    t0 = clock()
+    accs = group_trials(cfgs, ds, data)
+    group_s = clock() - t0
+    t0 = clock()
+    base_accs = [idiomatic_trial(c, ds) for c in cfgs[:n_base]]
+    base_s = clock() - t0
+    group_rate, base_rate = n_group / group_s, n_base / base_s
+    epochs = cfg.train.epochs
+    flops = flops_per_trial_epoch(cfg, ds.d_in, ds.n_classes, ds.train_x.shape[0], ds.test_x[..., 0].size)
+    gflops = flops * epochs * n_group / group_s / 1e9
+    diff = max(float(np.max(np.abs(np.asarray(b) - a))) for b, a in zip(base_accs, accs))
+    out = {
+        f"{name}_ratio": group_rate / base_rate,
+        f"{name}_ratio_incl_compile": (n_group / first_s) / base_rate,
+        f"{name}_group_trials_per_s": group_rate,
+        f"{name}_baseline_trials_per_s": base_rate,
+        f"{name}_compile_s": max(first_s - group_s, 0.0),
+        f"{name}_gflops": gflops,
+        f"{name}_max_accuracy_diff_vs_baseline": diff,
+    }
+    log(f"{name}: group of {n_group}: {group_s:.1f} s ({group_rate:.3f} trials/s; first group incl. compile "
+        f"{first_s:.1f} s); baseline {n_base} trial(s) one at a time: {base_s:.1f} s ({base_rate:.3f} trials/s); "
+        f"ratio {out[f'{name}_ratio']:.2f}x ({out[f'{name}_ratio_incl_compile']:.2f}x incl. compile); "
+        f"{gflops:.1f} GFLOP/s; |accuracy group - baseline| <= {diff:.4f}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python bench/train_throughput.py",
+        description="Trials per CPU-second of pc's group program vs the idiomatic per-batch pcx loop.")
+    parser.add_argument("--quick", action="store_true",
+                        help="short run: 2 epochs, smaller groups, 100 FashionMNIST-shaped batches")
+    parser.add_argument("--gpu", action="store_true",
+                        help="GPU mode: wall seconds instead of CPU-seconds, groups of 128 / 32 / 16")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 8; --quick 2)")
+    parser.add_argument("--fmnist-batches", type=int, default=None,
+                        help="training batches of 128 in the FashionMNIST-shaped case (default 468 = one "
+                             "real epoch; --quick 100)")
+    parser.add_argument("--cases", default="moons_w128,moons_w1024,fmnist_w1024",
+                        help="comma-separated subset of the cases to run")
+    args = parser.parse_args(argv)
+    epochs = args.epochs or (2 if args.quick else 8)
+    fm_batches = args.fmnist_batches or (100 if args.quick else 468)
+    clock = time.perf_counter if args.gpu else time.process_time
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    device = jax.devices()[0]
+    log(f"device {device.platform}:{device.device_kind}; clock {'wall' if args.gpu else 'CPU'} seconds; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; epochs {epochs}")
+    dot = dot_gflops(clock)
+    log(f"plain jnp.dot 1024^3: {dot:.1f} GFLOP/s")
+    moons = TrialConfig.from_mapping({"train": {"epochs": epochs}, "model": {"width": 128}})
+    fmnist = TrialConfig.from_mapping({
+        "data": {"dataset": "fashion_mnist", "batch_size": 128},
+        "model": {"width": 1024},
+        "train": {"epochs": epochs, "w_optimizer": "sgd", "w_lr": 0.01, "w_momentum": 0.9, "h_lr": 0.01},
+    })
+    sizes = {"moons_w128": (128 if args.gpu else 32, 2), "moons_w1024": (32 if args.gpu else 8, 1),
+             "fmnist_w1024": (16 if args.gpu else 4, 1)}
+    if args.quick and not args.gpu:
+        sizes = {"moons_w128": (32, 2), "moons_w1024": (4, 1), "fmnist_w1024": (2, 1)}
+    result = {"mode": "gpu" if args.gpu else "cpu", "device": f"{device.platform}:{device.device_kind}",
+              "epochs": epochs, "fmnist_batches": fm_batches, "dot_gflops": dot}
+    for name in args.cases.split(","):
+        if name == "moons_w128":
+            cfg, ds = moons, load_data(moons.data)
+        elif name == "moons_w1024":
+            cfg, ds = moons.replace(**{"model.width": 1024}), load_data(moons.data)
+        elif name == "fmnist_w1024":
+            cfg, ds = fmnist, synthetic_fmnist(fm_batches, 10)
+        else:
+            parser.error(f"--cases: unknown case {name!r}")
+        n_group, n_base = sizes[name]
+        result.update(run_case(name, cfg, ds, n_group, n_base, clock, log))
+        result[f"{name}_group_size"] = n_group
+    if "fmnist_w1024_gflops" in result:
+        result["fmnist_w1024_flop_fraction"] = result["fmnist_w1024_gflops"] / dot
+        log(f"fmnist_w1024 flop fraction: {result['fmnist_w1024_flop_fraction']:.2f} of plain jnp.dot")
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
