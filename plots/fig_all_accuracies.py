@@ -27,6 +27,7 @@ def _ordered(values: pd.Series, preferred) -> list[str]:
 
 
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
+    """Box catplot of PC accuracy per γ: columns = width, rows = activation, hue = optimiser."""
     rows = for_dataset(summary, dataset)
     rows = require(rows[(rows["model.kind"] == "pc") & rows["optim"].isin(OPTIMS)],
                    f"model.kind=pc and optim in {OPTIMS} for {dataset}")
@@ -38,7 +39,8 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     with plt.rc_context({"figure.constrained_layout.use": False}):  # FacetGrid lays out itself
         g = sns.catplot(rows, kind="box", x="train.h_lr", y="accuracy", col="Width", row="Activation",
                         hue="Optimizer", order=gammas, hue_order=hue_order, palette=style.OPTIMIZER_COLORS,
-                        col_order=sorted(rows["Width"].unique()), row_order=_ordered(rows["Activation"], style.ACTIVATION_LABELS.values()),
+                        col_order=sorted(rows["Width"].unique()),
+                        row_order=_ordered(rows["Activation"], style.ACTIVATION_LABELS.values()),
                         height=2.5, aspect=1.2, fliersize=1.5, linewidth=0.6, sharey=True)
     g.set_titles(row_template="{row_name}", col_template="h = {col_name}")
     g.set_axis_labels(r"$\gamma$", "Accuracy")

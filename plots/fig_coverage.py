@@ -49,6 +49,7 @@ def _label(k: dict) -> str:
 
 
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None, grid_yaml: Path | None = None) -> Figure:
+    """Stacked bars of done / diverged / missing trials per condition (expected from `grid_yaml`)."""
     expected, note = data.expected_trials(grid_yaml)
     table = counts(summary, expected).iloc[::-1]  # first condition on top
     fig, ax = plt.subplots(figsize=(style.FULL_WIDTH_IN, 1.0 + 0.2 * len(table)))

@@ -32,6 +32,7 @@ def long_table(summary: pd.DataFrame, results: Path, dataset: str | None) -> tup
 
 
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
+    """Energy per layer at t = T-1 vs epoch (log y), the paper's 'energy vs T' panel."""
     rows, table = long_table(summary, results, dataset)
     shown = table[np.isfinite(table["energy"]) & (table["energy"] > 0)]
     if shown.empty:

@@ -47,6 +47,7 @@ def zero_steps(table: pd.DataFrame) -> dict[str, list[int]]:
 
 
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
+    """Energy per layer vs inference step (log y) for the paper's chosen PC AdamW condition."""
     rows, table = long_table(summary, results, dataset)
     shown = table[np.isfinite(table["energy"]) & (table["energy"] > 0)]
     if shown.empty:

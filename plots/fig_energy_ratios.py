@@ -36,6 +36,7 @@ def ratio_table(summary: pd.DataFrame, dataset: str | None, min_accuracy: float 
 
 
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None, min_accuracy: float = 0.5) -> Figure:
+    """Boxplot of the two adjacent-layer energy ratios per γ (log y), PC AdamW above `min_accuracy`."""
     table = ratio_table(summary, dataset, min_accuracy)
     gammas = sorted(table["train.h_lr"].unique())
     fig, ax = plt.subplots(figsize=style.figsize("half", 1.4 * style.GOLDEN))

@@ -59,6 +59,7 @@ def _panel(ax: Axes, rows: pd.DataFrame, widths: list[int], palette: list, bp: b
 
 
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None, constant_width: bool = False) -> Figure:
+    """Three panels of mean accuracy vs γ per width (PC-SGD, PC-Adam, BP); ablation rows if `constant_width`."""
     rows = panel_rows(summary, dataset, constant_width)
     widths = sorted(int(w) for w in rows["model.width"].unique())
     palette = sns.color_palette("viridis", len(widths))

@@ -1,8 +1,8 @@
 """A synthetic but format-true collected run: results.h5 + summary.csv for a mini grid.
 
 The per-trial arrays follow DESIGN.md section 5 (energy [E, B, T+1, L] with hidden layers exactly 0
-until the output error reaches them, as under forward init: layer 2 at t=0, layer 1 at t=0 and 1), written with `pc.shard.write_shard`, whose layout results.h5 shares;
-the summary columns are derived from those arrays the way collect derives them (last epoch, last
+until the output error reaches them, as under forward init: layer 2 at t=0, layer 1 at t=0 and 1),
+written with `pc.shard.write_shard`, whose layout results.h5 shares; the summary columns are derived from those arrays the way collect derives them (last epoch, last
 batch, t = T-1 for energies; ratios e_{k-1} / (e_k + 1e-32)).
 """
 

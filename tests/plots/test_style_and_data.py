@@ -72,3 +72,14 @@ def test_read_arrays_returns_the_stored_energy(mini_run, summary: pd.DataFrame) 
 def test_read_arrays_of_an_unknown_trial_is_a_skip(mini_run) -> None:
     with pytest.raises(data.SkipFigure, match="cannot read"):
         data.read_arrays(mini_run.results, ["0000000000000000"], "energy")
+
+
+def test_grid_argument_may_be_a_name_or_a_yaml_path(tmp_path) -> None:
+    grid_file = tmp_path / "some_file.yaml"
+    grid_file.write_text("name: stability\nsweep: []\n")
+    assert data.grid_name_and_yaml(str(grid_file), tmp_path) == ("stability", grid_file)
+    assert data.grid_name_and_yaml("stability", tmp_path) == ("stability", None)  # no runs/stability/grid.yaml
+    launched = tmp_path / "stability" / "grid.yaml"
+    launched.parent.mkdir()
+    launched.write_text("name: stability\n")
+    assert data.grid_name_and_yaml("stability", tmp_path) == ("stability", launched)
