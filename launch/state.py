@@ -49,6 +49,26 @@ class Accounting:
     exit_code: str  # "<code>:<signal>"
 
 
+# path -> ((mtime_ns, size), trial ids or the ShardError text): `status --watch` re-reads only
+# shards that changed, so a poll of thousands of shards costs a stat each.
+_SHARD_CACHE: dict[Path, tuple[tuple[int, int], list[str] | str]] = {}
+
+
+def _shard_ids(path: Path) -> list[str] | str:
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _SHARD_CACHE.get(path)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    try:
+        with open_shard(path) as shard:
+            value: list[str] | str = shard.trial_ids
+    except ShardError as e:
+        value = str(e)
+    _SHARD_CACHE[path] = (stamp, value)
+    return value
+
+
 def done_trials(paths: RunPaths) -> tuple[dict[str, Path], list[str]]:
     """Trial id -> newest valid shard holding it, and the shards that are not valid results.
 
@@ -59,14 +79,22 @@ def done_trials(paths: RunPaths) -> tuple[dict[str, Path], list[str]]:
     bad: list[str] = []
     if not paths.shards_dir.is_dir():
         return done, bad
-    shards = sorted(paths.shards_dir.glob("*.h5"), key=lambda p: p.stat().st_mtime)
-    for shard_path in shards:
+    shards = []
+    for path in paths.shards_dir.glob("*.h5"):
         try:
-            with open_shard(shard_path) as shard:
-                for trial_id in shard.trial_ids:
-                    done[trial_id] = shard_path
-        except ShardError as e:
-            bad.append(str(e))
+            shards.append((path.stat().st_mtime_ns, path))
+        except FileNotFoundError:  # replaced or moved away meanwhile
+            continue
+    for _, shard_path in sorted(shards):
+        try:
+            ids = _shard_ids(shard_path)
+        except FileNotFoundError:
+            continue
+        if isinstance(ids, str):
+            bad.append(ids)
+            continue
+        for trial_id in ids:
+            done[trial_id] = shard_path
     return done, bad
 
 

@@ -80,15 +80,26 @@ class StatusReport:
         return asdict(self)
 
 
+_GRID_CACHE: dict[Path, tuple[int, int | None]] = {}  # grid.yaml -> (mtime_ns, trials): cheap --watch
+
+
 def _grid_trials(paths: RunPaths) -> int | None:
-    if not paths.grid_yaml.exists():
+    try:
+        mtime = paths.grid_yaml.stat().st_mtime_ns
+    except OSError:
         return None
+    cached = _GRID_CACHE.get(paths.grid_yaml)
+    if cached and cached[0] == mtime:
+        return cached[1]
     try:
         from launch.grid import load_grid
 
-        return len({c.trial_id for c in load_grid(paths.grid_yaml).trials})
+        grid = load_grid(paths.grid_yaml)
+        count: int | None = len(grid.trial_ids or {c.trial_id for c in grid.trials})
     except Exception:  # noqa: BLE001 - status must work even if the grid file no longer expands
-        return None
+        count = None
+    _GRID_CACHE[paths.grid_yaml] = (mtime, count)
+    return count
 
 
 def _latest(records: list[ArrayRecord]) -> dict[str, tuple[int, int, str]]:

@@ -202,10 +202,11 @@ def select_trials(grid: Grid, paths: RunPaths, options: Any) -> tuple[list[str],
 
 
 def resolve_executor(options: Any) -> str:
-    """`slurm` unless sbatch is missing (then `local`); an explicit local/debug is kept."""
+    """The executor to use; `slurm` needs sbatch on PATH (the CLI defaults to `local` without it)."""
     executor = options.executor or "slurm"
     if executor == "slurm" and shutil.which("sbatch") is None:
-        return "local"
+        raise SubmissionError("--executor slurm: sbatch is not on PATH (not a SLURM login node?); "
+                              "run here with --executor local, or load the cluster's slurm module")
     return executor
 
 
@@ -242,11 +243,12 @@ def launch(grid: Grid, options: Any) -> Submission:
     plan = make_plan([by_id[t] for t in ids], grid=grid.name, trials_per_task=trials_per_task,
                      task_minutes=task_minutes, max_array_size=max_array, trial_ids=ids,
                      flops_per_s=FLOPS_PER_S.get(platform, FLOPS_PER_S["cuda"]))
-    stamp = new_stamp(paths)
-    tasks = [PcsweepTask(str(paths.root), grid.name, f"{stamp}-{t.task_key}", tuple(t.trial_ids)) for t in plan.tasks]
-    arrays = [tuple(tasks[i] for i in idx) for idx in plan.arrays]
     sbatch, python = _slurm_settings(options, grid, paths) if executor == "slurm" else ({}, _python(options, paths))
     sha, dirty = git_state()
+    stamp = new_stamp(paths)
+    manifest_path = paths.submission(stamp)
+    tasks = [PcsweepTask(str(paths.root), grid.name, f"{stamp}-{t.task_key}", tuple(t.trial_ids)) for t in plan.tasks]
+    arrays = [tuple(tasks[i] for i in idx) for idx in plan.arrays]
     manifest = {
         "grid": grid.name, "stamp": stamp, "executor": executor,
         "tasks": {t.task_key: list(t.trial_ids) for t in tasks}, "arrays": [],
@@ -254,7 +256,6 @@ def launch(grid: Grid, options: Any) -> Submission:
         "python_command": python, "git_sha": sha, "git_dirty": dirty, "versions": package_versions(),
         "options": _options_json(options),
     }
-    manifest_path = paths.submission(stamp)
     failed_tasks: tuple[str, ...] = ()
     logs: tuple[str, ...] = ()
     try:
