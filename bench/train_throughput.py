@@ -100,12 +100,12 @@ def idiomatic_trial(cfg: TrialConfig, ds: Dataset) -> list[float]:
 
 
 # Candidate: the group program ----------------------------------------------------------------------
-def group_trials(cfgs: list[TrialConfig], ds: Dataset, data: dict) -> list[np.ndarray]:
-    """Train cfgs as one group; returns each trial's test accuracy per epoch."""
+def group_trials(cfgs: list[TrialConfig], ds: Dataset, data: dict, epochs: int | None = None) -> list[np.ndarray]:
+    """Train cfgs as one group (only `epochs` of them if given); returns test accuracy per epoch."""
     program = get_program(cfgs[0], ds.d_in, ds.n_classes, len(cfgs))
     program.start(cfgs)
     orders = np.stack([batch_orders(c.seed, ds.train_x.shape[0], c.train.epochs) for c in cfgs], axis=1)
-    accs = [program.epoch(orders[e], data)[1] for e in range(cfgs[0].train.epochs)]
+    accs = [program.epoch(orders[e], data)[1] for e in range(epochs or cfgs[0].train.epochs)]
     return list(np.stack(accs, axis=1))
 
 
@@ -133,12 +133,14 @@ def run_case(name: str, cfg: TrialConfig, ds: Dataset, n_group: int, n_base: int
     seeds = range(n_group)
     cfgs = [cfg.replace(**{"seed": s, "train.h_lr": cfg.train.h_lr * (1 + 0.1 * (s % 3))}) for s in seeds]
     t0 = clock()
-    group_trials(cfgs, ds, data)  # first group: compiles, then trains
-    first_s = clock() - t0
+    group_trials(cfgs, ds, data, epochs=1)  # warm-up: compiles, then one epoch
+    warm_s = clock() - t0
     cfgs = [c.replace(seed=c.seed + 1000) for c in cfgs]  # new values: no recompile
     t0 = clock()
     accs = group_trials(cfgs, ds, data)
     group_s = clock() - t0
+    compile_s = max(warm_s - group_s / cfg.train.epochs, 0.0)
+    first_s = compile_s + group_s  # what the first group of a shape costs
     t0 = clock()
     base_accs = [idiomatic_trial(c, ds) for c in cfgs[:n_base]]
     base_s = clock() - t0
@@ -152,7 +154,7 @@ def run_case(name: str, cfg: TrialConfig, ds: Dataset, n_group: int, n_base: int
         f"{name}_ratio_incl_compile": (n_group / first_s) / base_rate,
         f"{name}_group_trials_per_s": group_rate,
         f"{name}_baseline_trials_per_s": base_rate,
-        f"{name}_compile_s": max(first_s - group_s, 0.0),
+        f"{name}_compile_s": compile_s,
         f"{name}_gflops": gflops,
         f"{name}_max_accuracy_diff_vs_baseline": diff,
     }
@@ -187,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; epochs {epochs}")
     dot = dot_gflops(clock)
     log(f"plain jnp.dot 1024^3: {dot:.1f} GFLOP/s")
-    moons = TrialConfig.from_mapping({"train": {"epochs": epochs}, "model": {"width": 128}})
+    # The paper's stability-study moons setting for PC-SGD (stable, so the accuracy cross-check
+    # between the two implementations is meaningful; AdamW at gamma 0.1 is chaotic there).
+    moons = TrialConfig.from_mapping({"model": {"width": 128}, "train": {
+        "epochs": epochs, "w_optimizer": "sgd", "w_lr": 0.03, "w_momentum": 0.9, "h_lr": 0.1}})
     fmnist = TrialConfig.from_mapping({
         "data": {"dataset": "fashion_mnist", "batch_size": 128},
         "model": {"width": 1024},

@@ -107,10 +107,8 @@ def _load_cached(cfg: DataConfig, resolved_dir: str | None) -> Dataset:
         onehot = np.zeros((n, n_classes), np.float32)
         onehot[np.arange(n), y[:n].astype(np.int64)] = 1.0
         xb = np.ascontiguousarray(x[:n].reshape(n // bs, bs, -1), dtype=np.float32)
-        for arr in (xb, onehot):
-            arr.setflags(write=False)
         out += [xb, onehot.reshape(n // bs, bs, n_classes)]
-    for arr in out:
+    for arr in out:  # shared by every caller through the cache: read-only
         arr.setflags(write=False)
     return Dataset(*out)
 

@@ -173,3 +173,16 @@ def test_two_moons_pc_width_64_reaches_085_in_8_epochs():
     assert result.status == "ok"
     assert result.arrays["test_accuracy"].shape == (8,)
     assert result.arrays["test_accuracy"][-1] > 0.85
+
+
+def test_memory_budget_splits_groups_without_changing_results(sgd_group, monkeypatch):
+    from pc.train import GROUP_SIZES, group_sizes
+
+    assert group_sizes(SGD_A, 2, 2, 64 * 2**30) == GROUP_SIZES
+    assert group_sizes(SGD_A.replace(**{"model.width": 4096}), 784, 10, 1e6) == (1,)
+    two_fit = next(b for b in (2**k for k in range(10, 40)) if group_sizes(SGD_A, 2, 2, b) == (2,))
+    monkeypatch.setenv("PCSWEEP_GROUP_MEM_GB", str(two_fit / 2**30))
+    chunked = _by_id(iter_trial_results([SGD_A, SGD_B, SGD_SMALL_GAMMA]))  # chunks of 2 and 1 (padded)
+    for expected in sgd_group:
+        for name, value in expected.arrays.items():
+            np.testing.assert_array_equal(chunked[expected.trial_id].arrays[name], value, err_msg=name)
