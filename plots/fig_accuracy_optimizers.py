@@ -54,5 +54,5 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     ax.set_ylabel("Accuracy")
     ax.set_title("PC Accuracy")
     style.caption(fig, f"{label}; all w_lr and seeds pooled (n={len(rows)})")
-    ax.legend(title=None, loc="best", fontsize="x-small")
+    style.legend_above(ax)
     return fig

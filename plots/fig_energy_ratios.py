@@ -52,6 +52,6 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None, min_accuracy
     ax.set_xlabel(r"State learning rate $\gamma$")
     ax.set_ylabel("Energy ratio")
     ax.set_title("Energy Layer Ratio")
-    ax.legend(title=None, loc="best", fontsize="x-small")
+    style.legend_above(ax)
     style.caption(fig, f"PC AdamW trials with accuracy > {min_accuracy:g} (n={len(table) // 2})")
     return fig

@@ -121,6 +121,18 @@ def condition_title(rows: "pd.DataFrame") -> str:
             f"w_lr={gamma_label(r['train.w_lr'])}, h={int(r['model.width'])}, {act}")
 
 
+def legend_above(ax: Axes) -> None:
+    """Move `ax`'s legend to one row between the title and the axes, so it never hides data."""
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+    legend.remove()
+    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(labels), frameon=False,
+              fontsize="x-small", handlelength=1.2, columnspacing=1.0, borderaxespad=0.1)
+    ax.set_title(ax.get_title(), pad=20)  # points: room for the legend row under the title
+
+
 def caption(fig: Figure, text: str) -> None:
     """A small note under the axes (condition, filters, caveats), wrapped to the figure's width."""
     import textwrap
@@ -144,7 +156,7 @@ def save(fig: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
 
 
 __all__ = [
-    "ACTIVATION_LABELS", "FULL_WIDTH_IN", "HALF_WIDTH_IN", "LAYER_COLORS", "OPTIMIZER_COLORS",
-    "OPTIMIZER_LABELS", "PNG_DPI", "STATUS_COLORS", "apply", "caption", "condition_title", "figsize", "gamma_label",
-    "gamma_ticklabels", "log_gamma_axis", "rc_params", "save",
+    "ACTIVATION_LABELS", "FULL_WIDTH_IN", "HALF_WIDTH_IN", "LAYER_COLORS", "OPTIMIZER_COLORS", "OPTIMIZER_LABELS",
+    "PNG_DPI", "STATUS_COLORS", "apply", "caption", "condition_title", "figsize", "gamma_label", "gamma_ticklabels",
+    "legend_above", "log_gamma_axis", "rc_params", "save",
 ]

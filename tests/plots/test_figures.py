@@ -105,7 +105,7 @@ def test_accuracy_optimizers_falls_back_to_the_widest_width_and_says_so(summary,
     groups = [g["accuracy"].dropna() for _, g in rows.groupby(["optim", "train.h_lr"])]
     assert len(_boxes(ax)) == 2 * len(GAMMAS)
     assert_boxes(ax, groups)
-    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["AdamW", "SGD"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["SGD", "AdamW"]
 
 
 def test_accuracy_optimizers_never_mixes_in_bp_rows(summary, mini_run) -> None:
