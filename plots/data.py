@@ -7,6 +7,7 @@ The only module of `plots` that opens files, so that it can switch to `collect.l
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,18 @@ def read_arrays(results: Path, trial_ids: Iterable[str], name: str) -> dict[str,
 
 # --- the grid: which trials were expected --------------------------------------------------------
 
+def _grid_file_name(path: Path) -> str:
+    """The `name:` of a grid file (grid files may use keys plain YAML cannot load, e.g. joint axes)."""
+    try:
+        from launch.grid import read_grid_document
+
+        name = read_grid_document(path).get("name")
+    except Exception:  # noqa: BLE001 - launch absent or the file invalid: fall back to a plain look
+        match = re.search(r"^name:\s*['\"]?([\w.-]+)", path.read_text(), flags=re.MULTILINE)
+        name = match.group(1) if match else None
+    return str(name or path.stem)
+
+
 def grid_name_and_yaml(grid: str, root: Path | None) -> tuple[str, Path | None]:
     """GRID as given on the command line (a name or a grid yaml path) → (name, grid yaml or None).
 
@@ -134,12 +147,7 @@ def grid_name_and_yaml(grid: str, root: Path | None) -> tuple[str, Path | None]:
     """
     path = Path(grid)
     if path.suffix in (".yaml", ".yml") and path.is_file():
-        import yaml
-
-        with path.open() as fh:
-            doc = yaml.safe_load(fh) or {}
-        name = doc.get("name") if isinstance(doc, dict) else None
-        return str(name or path.stem), path
+        return _grid_file_name(path), path
     name = path.stem if path.suffix in (".yaml", ".yml") else grid
     launched = RunPaths.of(name, root).grid_yaml
     return name, launched if launched.is_file() else None

@@ -1,7 +1,8 @@
 """How much of the grid is done, per condition: done / diverged / missing trials (new).
 
 A condition is dataset × model kind × weight optimiser (× constant width where the grid varies it).
-Done and diverged count the summary's rows by status; missing = expected − present, with the
+Each bar is the condition's share of done (status ok), diverged and missing, with the counts written
+at its end. Done and diverged count the summary's rows; missing = expected − present, with the
 expected trials expanded from the grid file (`launch.grid.load_grid(grid.yaml).trials`). Without a
 grid file (or `launch`), expected is taken to be what is present, and the title says so.
 """
@@ -49,26 +50,35 @@ def _label(k: dict) -> str:
 
 
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None, grid_yaml: Path | None = None) -> Figure:
-    """Stacked bars of done / diverged / missing trials per condition (expected from `grid_yaml`)."""
+    """Stacked bars of done / diverged / missing trials per condition (expected from `grid_yaml`).
+
+    Each bar is one condition's share (conditions differ in size by orders of magnitude), and the
+    counts are written at its end: (done + diverged) / expected.
+    """
     expected, note = data.expected_trials(grid_yaml)
     table = counts(summary, expected).iloc[::-1]  # first condition on top
-    fig, ax = plt.subplots(figsize=(style.FULL_WIDTH_IN, 1.0 + 0.2 * len(table)))
-    left = pd.Series(0, index=table.index)
+    fig, ax = plt.subplots(figsize=(style.FULL_WIDTH_IN, 1.2 + 0.2 * len(table)))
+    left = pd.Series(0.0, index=table.index)
     for state in STATES:
-        ax.barh(table.index, table[state], left=left, color=style.STATUS_COLORS[state], label=state,
+        share = table[state] / table["expected"]
+        ax.barh(table.index, share, left=left, color=style.STATUS_COLORS[state], label=state,
                 edgecolor="white", linewidth=0.4)
-        left = left + table[state]
-    for y, (label, row) in enumerate(table.iterrows()):
-        ax.text(row["expected"], y, f" {row['done'] + row['diverged']}/{row['expected']}", va="center",
-                fontsize=style.CAPTION_PT)
-    ax.set_xlim(0, table["expected"].max() * 1.15)
-    ax.set_xlabel("Trials")
+        left = left + share
+    for y, (_, row) in enumerate(table.iterrows()):
+        ax.text(1.01, y, f"{row['done'] + row['diverged']}/{row['expected']}", va="center", fontsize=style.CAPTION_PT)
+    ax.set_xlim(0, 1.2)
+    ax.set_ylim(-0.6, len(table) - 0.4)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "25%", "50%", "75%", "100%"])
+    ax.set_xlabel("Share of the condition's trials")
     ax.tick_params(axis="y", labelsize="x-small")
     ax.grid(axis="y", visible=False)
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize="x-small")
-    total = table[list(STATES)].sum()
+    ax.legend()
     ax.set_title("Grid Coverage")
+    style.legend_above(ax)
+    total = table[list(STATES)].sum()
     what = note if expected is not None else f"expected = present: {note}"
+    if expected is not None and (extra := int((~summary["trial_id"].isin(set(expected["trial_id"]))).sum())):
+        what += f"; {extra} trials present are not in the grid and count as expected"
     style.caption(fig, f"{total['done']} done, {total['diverged']} diverged, {total['missing']} missing "
                        f"of {total.sum()} ({what})")
     return fig

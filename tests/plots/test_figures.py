@@ -211,15 +211,20 @@ def test_coverage_counts_done_diverged_and_missing_per_condition(summary, mini_r
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     done, diverged, missing = ax.containers
-    by_label = {lab: (d.get_width(), v.get_width(), m.get_width())
-                for lab, d, v, m in zip(labels, done, diverged, missing)}
-    assert by_label["two_moons · PC · adamw-0.9"] == (32, 0, 5)
-    assert by_label["two_moons · PC · sgd-0.9"] == (31, 1, 0)
-    assert sum(sum(v) for v in by_label.values()) == len(ids) + 5
+    shares = {lab: (d.get_width(), v.get_width(), m.get_width())
+              for lab, d, v, m in zip(labels, done, diverged, missing)}
+    counts = {t.get_position()[1]: t.get_text() for t in ax.texts}
+    by_label = {lab: counts[y] for y, lab in enumerate(labels)}
+    assert shares["two_moons · PC · adamw-0.9"] == pytest.approx((32 / 37, 0, 5 / 37))
+    assert by_label["two_moons · PC · adamw-0.9"] == "32/37"
+    assert shares["two_moons · PC · sgd-0.9"] == pytest.approx((31 / 32, 1 / 32, 0))
+    assert by_label["two_moons · PC · sgd-0.9"] == "32/32"
+    assert all(sum(v) == pytest.approx(1) for v in shares.values())
+    assert sum(int(c.split("/")[1]) for c in by_label.values()) == len(ids) + 5
     assert "5 missing" in _texts(fig)
 
 
 def test_coverage_without_a_grid_file_counts_what_is_present(summary, mini_run) -> None:
     fig = fig_coverage.draw(summary, mini_run.results, None, grid_yaml=None)
     assert "expected = present" in _texts(fig)
-    assert sum(p.get_width() for p in fig.axes[0].containers[2]) == 0
+    assert sum(p.get_width() for p in fig.axes[0].containers[2]) == 0  # nothing missing
