@@ -32,7 +32,7 @@ import numpy as np
 from pc.config import ConfigError, TrialConfig, static_key, trial_id
 from pc.shard import TrialResult, write_shard
 
-DEFAULT_MEM_GB = 4.0  # memory budget of one group's arrays; env PCSWEEP_GROUP_MEM_GB overrides
+DEFAULT_MEM_GB = 4.0  # CPU memory budget of one group's arrays; env PCSWEEP_GROUP_MEM_GB overrides
 MEM_ENV = "PCSWEEP_GROUP_MEM_GB"
 _ARRAYS_EB = ("energy", "energy_var", "w_norm", "w_grad_norm", "w_grad_var")  # [E, B, ...]
 
@@ -110,7 +110,7 @@ def _run_group(group, data_dir, bar, on_epoch) -> Iterator[TrialResult | TrialFa
             )
         ds = load_data(group[0].data, data_dir)
         data = _device_data(ds)
-        budget = float(os.environ.get(MEM_ENV, DEFAULT_MEM_GB)) * 2**30
+        budget = _memory_budget()
         sizes = train.group_sizes(group[0], ds.d_in, ds.n_classes, budget)
     except Exception as e:  # noqa: BLE001 - every trial of the group fails with the same cause
         for cfg in group:
@@ -131,6 +131,18 @@ def _run_group(group, data_dir, bar, on_epoch) -> Iterator[TrialResult | TrialFa
             train.drop_program(chunk[0], ds.d_in, ds.n_classes, n)
             for cfg in chunk:
                 yield _failure(cfg, e)
+
+
+def _memory_budget() -> float:
+    """Bytes one group may use: $PCSWEEP_GROUP_MEM_GB, else half an accelerator's memory, else 4 GB."""
+    if os.environ.get(MEM_ENV):
+        return float(os.environ[MEM_ENV]) * 2**30
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    if jax.devices()[0].platform != "cpu" and stats.get("bytes_limit"):
+        return 0.5 * stats["bytes_limit"]
+    return DEFAULT_MEM_GB * 2**30
 
 
 def _device_data(ds) -> dict[str, Any]:
