@@ -2,8 +2,9 @@
 
 The per-trial arrays follow DESIGN.md section 5 (energy [E, B, T+1, L] with hidden layers exactly 0
 until the output error reaches them, as under forward init: layer 2 at t=0, layer 1 at t=0 and 1),
-written with `pc.shard.write_shard`, whose layout results.h5 shares; the summary columns are derived from those arrays the way collect derives them (last epoch, last
-batch, t = T-1 for energies; ratios e_{k-1} / (e_k + 1e-32)).
+written with `collect.merge.write_results` (collect's block layout, docs/shard-format.md); the summary
+columns are derived from those arrays the way collect derives them (last epoch, last batch, t = T-1
+for energies; ratios e_{k-1} / (e_k + 1e-32)).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from pc.config import TrialConfig, trial_id
 from pc.paths import RunPaths
-from pc.shard import TrialResult, write_shard
+from pc.shard import TrialResult
 
 E, B, T_PC = 3, 4, 4
 DATASETS = ("two_moons", "fashion_mnist")
@@ -105,9 +106,12 @@ def summary_row(trial: TrialResult) -> dict:
 
 
 def write_run(root: Path, grid: str, trials: list[TrialResult]) -> RunPaths:
-    """results.h5 (shard layout) + summary.csv under `root/grid`."""
+    """results.h5 (collect's block layout) + summary.csv under `root/grid`."""
+    from collect.merge import write_results
+
     paths = RunPaths.of(grid, root)
-    write_shard(paths.results, trials, grid=grid)
+    paths.folder.mkdir(parents=True, exist_ok=True)
+    write_results(paths.results, trials, grid=grid)
     pd.DataFrame([summary_row(t) for t in trials]).to_csv(paths.summary, index=False)
     return paths
 

@@ -15,7 +15,18 @@ from matplotlib.patches import PathPatch
 from plots import data, style
 from plots import fig_accuracy_optimizers, fig_all_accuracies, fig_coverage, fig_energy_per_epoch
 from plots import fig_energy_per_t, fig_energy_ratios, fig_lr_scaling
-from tests.plots.conftest import E, GAMMAS, T_PC, WIDTHS
+
+# the mini grid's shape (tests/plots/conftest.py), restated so this file imports no conftest
+E, T_PC = 3, 4
+GAMMAS = (1e-3, 1e-2, 0.1, 0.3)
+WIDTHS = (64, 128)
+
+
+def test_the_mini_grid_has_the_shape_these_tests_assume(summary) -> None:
+    pc = summary[summary["model.kind"] == "pc"]
+    assert set(summary["train.epochs"]) == {E} and set(pc["train.T"]) == {T_PC}
+    assert tuple(sorted(pc["train.h_lr"].unique())) == GAMMAS
+    assert tuple(sorted(summary["model.width"].unique())) == WIDTHS
 
 
 @pytest.fixture(autouse=True)
