@@ -1,7 +1,7 @@
 """Reading `collect`'s output (summary.csv, results.h5) and the grid, for the figures.
 
 The only module of `plots` that opens files, so that it can switch to `collect.load_summary` /
-`collect.load_trial` in one place. Imports pandas, numpy and h5py only (no jax).
+`collect.load_trial` in one place. Imports pandas and numpy (results.h5 is read through `collect`; no jax).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
 
@@ -105,10 +104,10 @@ def paper_energy_trials(summary: pd.DataFrame, dataset: str | None) -> pd.DataFr
 
 
 def read_arrays(results: Path, trial_ids: Iterable[str], name: str) -> dict[str, np.ndarray]:
-    """`/trials/<id>/<name>` of each trial from results.h5 (e.g. name="energy": [E, B, T+1, L]).
+    """Array `name` of each trial from results.h5 (e.g. name="energy": [E, B, T+1, L]), read by collect.
 
     Goes through `collect.load_arrays` (which refuses a results.h5 that collect is still updating)
-    when `results` sits in a run folder (`<root>/<grid>/results.h5`); reads the file directly otherwise.
+    when `results` sits in a run folder (`<root>/<grid>/results.h5`), else `collect.load.read_results_arrays`.
     """
     trial_ids = [str(t) for t in trial_ids]
     try:
@@ -118,8 +117,9 @@ def read_arrays(results: Path, trial_ids: Iterable[str], name: str) -> dict[str,
 
             arrays = load_arrays(run.grid, name, trial_ids, run.root)
         else:
-            with h5py.File(results, "r") as f:
-                arrays = {tid: f["trials"][tid][name][()] for tid in trial_ids}
+            from collect.load import read_results_arrays
+
+            arrays = read_results_arrays(results, name, trial_ids)
     except (OSError, KeyError, RuntimeError) as e:
         raise SkipFigure(f"cannot read {name} from {results}: {e}") from e
     return {tid: np.asarray(a, dtype=np.float64) for tid, a in arrays.items()}

@@ -30,7 +30,8 @@ def choose_rows(summary: pd.DataFrame, dataset: str | None) -> tuple[pd.DataFram
     widths, acts = set(rows["model.width"]), list(dict.fromkeys(sorted(rows["model.activation"])))
     width = PAPER_WIDTH if PAPER_WIDTH in widths else max(widths)
     act = PAPER_ACTIVATION if PAPER_ACTIVATION in acts else acts[0]
-    rows = rows[(rows["model.width"] == width) & (rows["model.activation"] == act)]
+    rows = require(rows[(rows["model.width"] == width) & (rows["model.activation"] == act)
+                        & rows["accuracy"].notna()], f"a finite accuracy at width {width}, {act} for {dataset}")
     label = f"h={width}, {style.ACTIVATION_LABELS.get(act, act)}"
     if (width, act) != (PAPER_WIDTH, PAPER_ACTIVATION):
         label += f" (paper: h={PAPER_WIDTH}, HardTanh; absent here)"

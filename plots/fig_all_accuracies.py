@@ -29,8 +29,8 @@ def _ordered(values: pd.Series, preferred) -> list[str]:
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     """Box catplot of PC accuracy per γ: columns = width, rows = activation, hue = optimiser."""
     rows = for_dataset(summary, dataset)
-    rows = require(rows[(rows["model.kind"] == "pc") & rows["optim"].isin(OPTIMS)],
-                   f"model.kind=pc and optim in {OPTIMS} for {dataset}")
+    rows = require(rows[(rows["model.kind"] == "pc") & rows["optim"].isin(OPTIMS) & rows["accuracy"].notna()],
+                   f"model.kind=pc, optim in {OPTIMS} and a finite accuracy for {dataset}")
     rows = rows.assign(Optimizer=rows["optim"].map(style.OPTIMIZER_LABELS),
                        Activation=rows["model.activation"].map(lambda a: style.ACTIVATION_LABELS.get(a, a)),
                        Width=rows["model.width"].astype(int))

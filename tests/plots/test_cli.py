@@ -108,6 +108,17 @@ def test_make_figures_skips_absent_data_with_one_line_each(mini_run, tmp_path) -
     assert list(tmp_path.iterdir()) == []
 
 
+def test_all_diverged_rows_skip_the_accuracy_figures(mini_run, tmp_path) -> None:
+    inputs = Inputs.load("mini", mini_run.root)
+    diverged = inputs.summary.assign(status="diverged", accuracy=float("nan"))
+    lines: list[str] = []
+    outcomes = registry.make_figures(Inputs("mini", diverged, inputs.results, None), tmp_path, ["png"],
+                                     registry.select(["accuracy_optimizers", "all_accuracies", "energy_per_t"]),
+                                     log=lines.append)
+    assert [o.written for o in outcomes] == [[]] * 6
+    assert all("finite accuracy" in ln or "all diverged" in ln for ln in lines), lines
+
+
 def test_select_accepts_names_and_module_names() -> None:
     assert [s.name for s in registry.select(["fig_coverage", "lr_scaling"])] == ["coverage", "lr_scaling"]
     assert len(registry.select(None)) == len(registry.FIGURES)
