@@ -5,7 +5,7 @@ As `plot_lineplots`: every BP row and the PC rows with γ < 0.3; three panels (w
 hue = width (viridis), log x for PC; BP rows are duplicated at γ + 0.1 so each width draws a flat
 segment; ylim (0, 1); legend only in the first panel. `constant_width` picks the main grid (False)
 or the constant-layer-size ablation (True). Diverged trials (no finite accuracy) are left out of
-the means and counted under the panel.
+the means and counted in the panel's title.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def panel_rows(summary: pd.DataFrame, dataset: str | None, constant_width: bool)
 
 
 def _panel(ax: Axes, rows: pd.DataFrame, widths: list[int], palette: list, bp: bool) -> None:
+    """One condition's lines on `ax` (trials without a finite accuracy are left out)."""
     finite = rows[np.isfinite(rows["accuracy"])]
     if bp:  # the paper's trick: a flat segment from γ to γ + 0.1
         finite = pd.concat([finite, finite.assign(**{"train.h_lr": finite["train.h_lr"] + BP_SEGMENT})])
@@ -47,9 +48,6 @@ def _panel(ax: Axes, rows: pd.DataFrame, widths: list[int], palette: list, bp: b
     else:
         sns.lineplot(finite, x="train.h_lr", y="accuracy", hue="model.width", hue_order=widths,
                      palette=palette, errorbar=("ci", 95), seed=0, marker=None if bp else "o", ax=ax)
-    n_div = len(rows) - int(np.isfinite(rows["accuracy"]).sum())
-    if n_div:
-        ax.text(0.02, 0.02, f"{n_div} diverged", transform=ax.transAxes, fontsize="xx-small", color="0.3")
     if bp:
         ax.set_xticks([])
     elif not finite.empty:
@@ -67,7 +65,9 @@ def draw(summary: pd.DataFrame, results: Path, dataset: str | None, constant_wid
                              gridspec_kw={"width_ratios": [5, 5, 1]})
     for ax, (condition, title) in zip(axes, PANELS):
         _panel(ax, rows[rows["condition"] == condition], widths, palette, bp=condition.startswith("bp"))
-        ax.set_title(title)
+        panel = rows[rows["condition"] == condition]
+        n_diverged = int((~np.isfinite(panel["accuracy"])).sum())
+        ax.set_title(f"{title} ({n_diverged} diverged)" if n_diverged else title)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
     axes[0].set_ylabel("Accuracy")
