@@ -26,6 +26,7 @@ from pc.shard import open_shard
 from test_launch_run import final_states, run, tiny_doc, wait_for  # noqa: F401  (run is a fixture)
 
 pytestmark = pytest.mark.slurm
+HEAVY_EPOCHS = 600  # 128 batches of 16 per epoch at width 12-16: ~25-60 ms per epoch on a busy 2-core CPU
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,10 @@ def _elapsed_s(job: str) -> int:
 
 
 def test_task_hitting_its_time_limit_checkpoints_and_requeue_keeps_finished_trials(run):
-    # three static groups (widths 8, 12, 16), one trial each, in one task
-    doc = tiny_doc(run.name, seeds=1)
-    doc["sweep"] = [{"axes": {"model.width": [8, 12, 16]}}]
+    # three static groups, one trial each, in one task: a quick one (1 epoch), then two that train
+    # long enough (~15-30 s each on 2 cores) that the signal lands while they run
+    doc = tiny_doc(run.name, seeds=1, data__n_samples=2048)
+    doc["sweep"] = [{"joint": {"model.width, train.epochs": [[8, 1], [12, HEAVY_EPOCHS], [16, HEAVY_EPOCHS]]}}]
     grid = run.grid(doc)
     opts = run.options(time_min=10)
     sub = launch(grid, SignalOptions(**{**opts.__dict__, "signal_delay_s": 119}))
