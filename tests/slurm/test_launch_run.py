@@ -194,6 +194,8 @@ def test_grid_larger_than_max_array_size_splits_into_arrays_and_cancel_stops_the
     queued = squeue(run.name)
     assert {q.split("_")[0] for q in queued} == set(ids)
     assert run.status().active == 7
+    again = launch(grid, run.options(trials_per_task=1, max_array_size=3))
+    assert again.trials == 0 and again.skipped == {"done": 0, "queued": 7, "failed": 0}
     assert sorted(cancel(run.name, run.root), key=int) == sorted(ids, key=int)
     report = run.wait_status(lambda r: r.active == 0, 60, "the cancelled arrays to leave the queue")
     assert report.counts["lost"] + report.counts["done"] == 7
