@@ -91,7 +91,7 @@ def run_local(tasks: Sequence[PcsweepTask], *, jobs: int = 1, env: Mapping[str, 
                     failed = sum(rc != 0 for rc in returncodes.values())
                     bar.set_postfix(failed=failed)
     except BaseException:
-        for proc, handle in running.values():
+        for proc, _ in running.values():
             proc.terminate()
         for proc, handle in running.values():
             try:

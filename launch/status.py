@@ -18,7 +18,14 @@ from typing import Any
 
 from launch.manifest import ArrayRecord, array_records
 from launch.state import (
-    Accounting, QueueEntry, done_trials, failed_records, local_alive, log_tail, sacct, squeue,
+    Accounting,
+    QueueEntry,
+    done_trials,
+    failed_records,
+    local_alive,
+    log_tail,
+    sacct,
+    squeue,
 )
 from pc.paths import RunPaths
 

@@ -179,8 +179,8 @@ class PcsweepTask:
         sha, dirty = git_state()
         key, path = _free_shard_path(paths, shard_key(self.task_key, self.attempt))
         attrs = {"git_sha": sha, "git_dirty": dirty, "versions": package_versions(),
-                 "attempt": self.attempt, "job_id": _job_id(), "image_digest": os.environ.get("PCSWEEP_IMAGE_DIGEST", ""),
-                 "device_kind": _device_kind()}
+                 "attempt": self.attempt, "job_id": _job_id(), "device_kind": _device_kind(),
+                 "image_digest": os.environ.get("PCSWEEP_IMAGE_DIGEST", "")}
         self._written = write_shard(path, self._finished, grid=self.grid, task_key=key, attrs=attrs)
         for trial in self._finished:
             paths.failed(trial.trial_id).unlink(missing_ok=True)

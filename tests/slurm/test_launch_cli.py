@@ -6,7 +6,6 @@ executor is slurm) and checks that neither squeue nor sacct ever sees a job of t
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 import uuid
@@ -81,7 +80,8 @@ def test_relaunch_that_changes_existing_trials_is_refused_naming_the_key(slurm_c
     r = launch_cli(str(grid_file), "--root", str(root), "--no-container", "--platform", "cpu", "--gpus", "0")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "defaults.model.width" in r.stderr and "--force" in r.stderr
-    assert not RunPaths.of(name, root).submissions_dir.exists() or not any(RunPaths.of(name, root).submissions_dir.iterdir())
+    submissions = RunPaths.of(name, root).submissions_dir
+    assert not submissions.exists() or not any(submissions.iterdir())
     assert jobs_named(name) == ""
     assert "width: 8" in RunPaths.of(name, root).grid_yaml.read_text()  # the stored grid is untouched
 
@@ -91,4 +91,3 @@ def test_status_and_cancel_cli_work_on_a_grid_never_launched(slurm_cluster, tmp_
     assert r.returncode == 0 and "nothing submitted yet" in r.stdout
     r = launch_cli("cancel", "nothing-here", "--root", str(tmp_path))
     assert r.returncode == 0 and "cancelled 0 job(s)" in r.stdout
-    _ = copy  # (kept for parity with the other SLURM test modules)

@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
+from test_launch_run import final_states, fresh_run, tiny_doc, wait_for
 
 from launch.manifest import read_manifests
 from launch.options import LaunchOptions
@@ -23,10 +24,14 @@ from launch.state import squeue
 from launch.submit import launch
 from pc.shard import open_shard
 
-from test_launch_run import final_states, run, tiny_doc, wait_for  # noqa: F401  (run is a fixture)
-
 pytestmark = pytest.mark.slurm
 HEAVY_EPOCHS = 600  # 128 batches of 16 per epoch at width 12-16: ~25-60 ms per epoch on a busy 2-core CPU
+
+
+@pytest.fixture
+def run(slurm_cluster, tmp_path):
+    with fresh_run(tmp_path / "runs") as r:
+        yield r
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +105,20 @@ def final_states(job_ids: list[str], timeout_s: float = 30) -> dict:
     return wait_for(get, timeout_s, f"final sacct states of {job_ids}", interval_s=1)
 
 
+@contextmanager
+def fresh_run(root: Path) -> Iterator[Run]:
+    """A Run whose jobs are cancelled at the end, whatever the test did."""
+    r = Run(root)
+    try:
+        yield r
+    finally:
+        subprocess.run(["scancel", "--me", "-n", f"pcsweep-{r.name}"], capture_output=True, timeout=30)
+
+
 @pytest.fixture
 def run(slurm_cluster, tmp_path):
-    r = Run(tmp_path / "runs")
-    yield r
-    subprocess.run(["scancel", "--me", "-n", f"pcsweep-{r.name}"], capture_output=True, timeout=30)
+    with fresh_run(tmp_path / "runs") as r:
+        yield r
 
 
 def test_demo_grid_runs_to_done_with_valid_shards_and_status_counts_each_stage(run):
