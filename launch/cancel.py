@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from launch.manifest import array_records
-from launch.state import SCHEDULER_TIMEOUT_S, local_alive, squeue
+from launch.state import SCHEDULER_TIMEOUT_S, local_running, squeue
 from pc.paths import RunPaths
 
 
@@ -41,8 +41,9 @@ def cancel(grid: str, root: Path) -> list[str]:
             if r.returncode != 0:
                 raise CancelError(f"scancel {' '.join(live)} exited {r.returncode}: {r.stderr.strip()}")
             cancelled += live
-    for job_id in sorted({r.job_id for r in records if r.executor in ("local", "debug")}):
-        if local_alive(job_id):
+    local = sorted({(r.stamp, r.job_id) for r in records if r.executor in ("local", "debug")})
+    for stamp, job_id in local:
+        if local_running(paths, stamp, job_id) and job_id not in cancelled:
             os.kill(int(job_id.rsplit(":", 1)[1]), signal.SIGTERM)
             cancelled.append(job_id)
     return cancelled

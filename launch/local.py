@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from launch.manifest import CODE_ROOT
 from launch.task import LOCAL_JOB_ENV, LOCAL_LOG_ENV, PcsweepTask
@@ -69,6 +71,7 @@ def run_local(tasks: Sequence[PcsweepTask], *, jobs: int = 1, env: Mapping[str, 
     returncodes: dict[str, int] = {}
     logs: dict[str, str] = {}
     bar = tqdm(total=len(queue), unit="task", desc="local tasks", disable=not progress)
+    previous = _exit_on_sigterm()
     try:
         while queue or running:
             while queue and len(running) < jobs:
@@ -102,7 +105,20 @@ def run_local(tasks: Sequence[PcsweepTask], *, jobs: int = 1, env: Mapping[str, 
         raise
     finally:
         bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return LocalResult(returncodes, logs)
+
+
+def _exit_on_sigterm() -> Any:
+    """Turn SIGTERM (`python -m launch cancel`) into SystemExit, so running tasks are stopped too."""
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 def run_debug(task: PcsweepTask) -> dict:

@@ -182,6 +182,22 @@ def local_alive(job_id: str) -> bool | None:
         return True
 
 
+def local_marker(paths: RunPaths, stamp: str) -> Path:
+    """Exists while a local or debug launch of `stamp` is running its tasks (removed when it returns)."""
+    return paths.slurm_dir / "local" / f"{stamp}.running"
+
+
+def local_running(paths: RunPaths, stamp: str, job_id: str) -> bool | None:
+    """Whether a local/debug launch is still running: its marker exists and its process lives.
+
+    None when it runs on another host (we cannot tell); False once it returned, even if the process
+    that called it (a notebook, a test) is still alive.
+    """
+    if not local_marker(paths, stamp).exists():
+        return False
+    return local_alive(job_id)
+
+
 def log_tail(path: Path, lines: int = 1, max_bytes: int = 20_000) -> str:
     """The last non-empty lines of a log (read from its end only); "" when absent."""
     try:

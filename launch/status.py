@@ -22,7 +22,7 @@ from launch.state import (
     QueueEntry,
     done_trials,
     failed_records,
-    local_alive,
+    local_running,
     log_tail,
     sacct,
     squeue,
@@ -119,10 +119,10 @@ def _latest(records: list[ArrayRecord]) -> dict[str, tuple[int, int, str]]:
     return latest
 
 
-def _queue_state(record: ArrayRecord, a: int, queue: dict[str, QueueEntry] | None) -> str | None:
+def _queue_state(paths: RunPaths, record: ArrayRecord, a: int, queue: dict[str, QueueEntry] | None) -> str | None:
     """pending/running if the element is still queued, None if not, "unknown" if we cannot tell."""
     if record.executor in ("local", "debug"):
-        alive = local_alive(record.job_id)
+        alive = local_running(paths, record.stamp, record.job_id)
         return "unknown" if alive is None else ("running" if alive else None)
     if queue is None:
         return "unknown"
@@ -170,7 +170,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
                 if latest[trial_id][0] != r:
                     per_array[r]["superseded"] += 1
                     continue
-                queued = _queue_state(record, a, queue)
+                queued = _queue_state(paths, record, a, queue)
                 if trial_id in done:
                     state = "done"
                 elif queued in ("pending", "running"):

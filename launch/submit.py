@@ -17,7 +17,7 @@ from typing import Any
 
 from launch.grid import Grid, GridError, dump_grid, load_grid
 from launch.manifest import array_entry, git_state, new_stamp, package_versions, write_json_atomic, write_manifest
-from launch.state import done_trials, failed_records, local_alive, local_job_id, squeue
+from launch.state import done_trials, failed_records, local_job_id, local_marker, local_running, squeue
 from launch.task import PcsweepTask
 from pc.paths import RunPaths
 
@@ -159,7 +159,7 @@ def queued_trials(paths: RunPaths) -> set[str]:
             if record.executor == "slurm":
                 live = record.task_job_id(a) in queue
             else:
-                live = bool(local_alive(record.job_id))
+                live = bool(local_running(paths, record.stamp, record.job_id))
             if live:
                 queued.update(record.tasks[key])
     return queued
@@ -326,17 +326,23 @@ def _run_here(executor: str, arrays: Sequence[tuple[PcsweepTask, ...]], options:
 
     job_id = local_job_id()
     tasks = [t for array in arrays for t in array]
+    marker = local_marker(paths, manifest["stamp"])
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(job_id + "\n")
     manifest["arrays"] = [array_entry(job_id, [t.task_key for t in array]) for array in arrays]
     write_manifest(paths, manifest)
     submitted = [SubmittedArray(job_id, len(a), sum(len(t.trial_ids) for t in a)) for a in arrays]
-    if executor == "debug":
-        from launch.task import set_env_defaults
+    try:
+        if executor == "debug":
+            from launch.task import set_env_defaults
 
-        set_env_defaults(paths, getattr(options, "platform", None))
-        run_debug(tasks[0])
-        return submitted, (), ()
-    result = run_local(tasks, jobs=getattr(options, "jobs", 1), env=_local_env(options, paths),
-                       python=python, job_id=job_id)
+            set_env_defaults(paths, getattr(options, "platform", None))
+            run_debug(tasks[0])
+            return submitted, (), ()
+        result = run_local(tasks, jobs=getattr(options, "jobs", 1), env=_local_env(options, paths),
+                           python=python, job_id=job_id)
+    finally:
+        marker.unlink(missing_ok=True)
     return submitted, result.failed_tasks, tuple(result.logs.values())
 
 

@@ -106,3 +106,46 @@ def test_debug_runs_one_trial_in_this_process_even_if_done(tmp_path):
     assert again.trials == 1 and all_shard_ids(paths) == [trial, trial]
     with pytest.raises(Exception, match="--only"):
         options(tmp_path, executor="debug")
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_cancel_stops_a_running_local_launch_and_its_tasks(tmp_path):
+    import time
+
+    from launch.cancel import cancel
+
+    grid_file = tmp_path / "localtest.yaml"
+    grid_file.write_text(json.dumps(MOONS))  # JSON is YAML
+    root = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "launch", str(grid_file), "--executor", "local", "--platform",
+                             "cpu", "--gpus", "0", "--root", str(root)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    paths = RunPaths.of("localtest", root)
+    try:
+        deadline = time.monotonic() + 60
+        def task_started() -> bool:
+            return any(p != proc.pid for p in _processes_mentioning(str(root.resolve())))
+
+        while not (status_report("localtest", root).counts["running"] == 4 and task_started()):
+            assert time.monotonic() < deadline and proc.poll() is None, "the local launch never started its task"
+            time.sleep(0.5)
+        assert cancel("localtest", root) == [f"local:{os.uname().nodename}:{proc.pid}"]
+        assert proc.wait(timeout=30) == 143
+        assert not task_started(), "a task outlived cancel"
+        report = status_report("localtest", root)
+        assert report.counts["lost"] == 4 and report.active == 0
+        assert not list((paths.slurm_dir / "local").glob("*.running"))
+        assert cancel("localtest", root) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -6,7 +6,6 @@ import json
 import os
 from dataclasses import asdict
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from launch.grid import grid_from_mapping
 from launch.manifest import ManifestError, array_records, new_stamp, read_manifests, write_manifest
 from launch.options import LaunchOptions
+from launch.state import local_marker
 from launch.status import render_status, status_report
 from launch.submit import GridConflictError, SubmissionError, reconcile_grid, select_trials
 from pc.paths import RunPaths
@@ -142,10 +142,14 @@ def test_status_counts_done_failed_lost_and_running_from_files(tmp_path):
     # a relaunch of the lost task by a live process (this one): counted once, as running, there
     write_manifest(paths, manifest("s2", {"k3": ids[2:]},
                                    [{"job_id": f"local:{os.uname().nodename}:{os.getpid()}", "task_keys": ["k3"]}]))
-    Path(paths.slurm_dir / "local").mkdir(parents=True)
+    marker = local_marker(paths, "s2")  # the launch is still running its tasks
+    marker.parent.mkdir(parents=True)
+    marker.touch()
     report = status_report("tiny", tmp_path)
     assert report.counts["running"] == 2 and report.counts["lost"] == 0
     assert [a.superseded for a in report.arrays] == [2, 0]
+    marker.unlink()  # the launch returned, though its process (this one) lives on
+    assert status_report("tiny", tmp_path).counts["lost"] == 2
 
 
 def test_status_without_squeue_says_unknown_and_never_hangs(tmp_path, monkeypatch, capsys):
