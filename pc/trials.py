@@ -67,7 +67,8 @@ def iter_trial_results(
     """Train all trials, yielding each result as its group finishes; never raises for a trial.
 
     Trials with equal `pc.config.static_key` train together, padded to a size in
-    `pc.train.GROUP_SIZES` (capped by the memory budget $PCSWEEP_GROUP_MEM_GB, default 4 GB).
+    `pc.train.GROUP_SIZES` (capped by the memory budget $PCSWEEP_GROUP_MEM_GB, default 4 GB on
+    CPU). A trial id given twice is trained and yielded once.
 
     Args:
         configs: trial configs (TrialConfig or nested mappings; an invalid mapping yields a failure).
@@ -80,12 +81,16 @@ def iter_trial_results(
     from tqdm.auto import tqdm
 
     groups: dict[str, list[TrialConfig]] = {}
+    seen: set[str] = set()
     for c in configs:
         try:
             cfg = _as_config(c)
         except ConfigError as e:
             yield _failure(c, e)
             continue
+        if cfg.trial_id in seen:  # the same trial twice: train and yield it once
+            continue
+        seen.add(cfg.trial_id)
         groups.setdefault(static_key(cfg), []).append(cfg)
     total = sum(len(g) * g[0].train.epochs for g in groups.values())
     bar = tqdm(total=total, unit="trial-epoch", disable=not progress, dynamic_ncols=True)

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def shard(tmp_path_factory, sgd_group):
     path = tmp_path_factory.mktemp("shards") / "task-0.h5"
-    failures = run_trials([SGD_A, SGD_B, SGD_SMALL_GAMMA, {"model": {"kind": "cnn"}}], path,
+    failures = run_trials([SGD_A, SGD_B, SGD_SMALL_GAMMA, SGD_A, {"model": {"kind": "cnn"}}], path,
                           grid="demo", task_key="task-0", attrs={"image_digest": "sha256:abc"}, progress=False)
     return path, failures
 
