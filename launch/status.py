@@ -133,7 +133,9 @@ def _queue_state(paths: RunPaths, record: ArrayRecord, a: int, queue: dict[str, 
 
 
 def _reason(record: ArrayRecord, a: int, key: str, paths: RunPaths, trial_ids: list[str],
-            failed: dict[str, dict], acct: dict[str, Accounting] | None) -> str:
+            failed: dict[str, dict], acct: dict[str, Accounting] | None, bad: list[str]) -> str:
+    """Why a task's trials are failed or lost: sacct's state, a failure record, an invalid shard of
+    the task, or the last line of its log, whichever exist."""
     job = record.task_job_id(a)
     parts = []
     if acct and job in acct and acct[job].state not in ("COMPLETED", "RUNNING", "PENDING"):
@@ -144,11 +146,18 @@ def _reason(record: ArrayRecord, a: int, key: str, paths: RunPaths, trial_ids: l
             tail = (rec.get("traceback_tail") or "").strip().splitlines()
             parts.append(f"{trial_id}: {tail[-1] if tail else rec.get('error', '')}".strip())
             break
+    parts += [f"invalid shard: {b}" for b in bad if f"/{key}." in b][:1]
     if not parts:
-        log = (paths.slurm_dir / f"{job}_0_log.err" if record.executor == "slurm"
-               else paths.slurm_dir / "local" / f"{key}.log")
-        tail = log_tail(log)
-        parts.append(f"{log.name}: {tail}" if tail else "no accounting, no failure record, no log")
+        logs = ([paths.slurm_dir / f"{job}_0_log.err", paths.slurm_dir / f"{job}_0_log.out"]
+                if record.executor == "slurm" else [paths.slurm_dir / "local" / f"{key}.log"])
+        for log in logs:
+            tail = log_tail(log)
+            if tail:
+                parts.append(f"{log.name}: {tail}")
+                break
+        else:
+            where = "sacct has no record" if acct is not None else "no accounting"
+            parts.append(f"{where}, no failure record, empty or missing log")
     return "; ".join(parts)
 
 
@@ -190,7 +199,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
                      timeout_s=queue_timeout_s)
     problems = [
         Problem(records[r].task_job_id(a), records[r].task_keys[a], s, len(ids),
-                _reason(records[r], a, records[r].task_keys[a], paths, ids, failed, acct))
+                _reason(records[r], a, records[r].task_keys[a], paths, ids, failed, acct, bad))
         for r, a, s, ids in troubled[:MAX_PROBLEMS]
     ]
     arrays = [ArrayStatus(job_id=rec.job_id, stamp=rec.stamp, executor=rec.executor, tasks=len(rec.task_keys),
