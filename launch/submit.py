@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from launch.grid import Grid, GridError, dump_grid, load_grid
-from launch.manifest import array_entry, git_state, new_stamp, package_versions, write_json_atomic, write_manifest
+from launch.manifest import array_entry, git_state, new_stamp, package_versions, write_manifest
 from launch.state import done_trials, failed_records, local_job_id, local_marker, local_running, squeue
 from launch.task import PcsweepTask
 from pc.paths import RunPaths
@@ -357,5 +357,5 @@ def _local_env(options: Any, paths: RunPaths) -> dict[str, str]:
     return env
 
 
-__all__ = ["GridConflictError", "Submission", "SubmissionError", "SubmittedArray", "launch",
-           "reconcile_grid", "select_trials", "write_json_atomic"]
+__all__ = ["GridConflictError", "Submission", "SubmissionError", "SubmittedArray", "differing_keys", "launch",
+           "queued_trials", "reconcile_grid", "select_trials"]
