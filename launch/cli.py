@@ -120,6 +120,10 @@ def launch_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--time", dest="time_min", type=_positive_int, default=60, metavar="MIN",
                        help="wall-clock limit per task in minutes (default 60); a task that hits it "
                        "saves its finished trials and is requeued")
+    slurm.add_argument("--signal-delay", dest="signal_delay_s", type=_positive_int, default=90, metavar="S",
+                       help="send the checkpoint signal (USR2) S seconds before --time runs out (default 90): "
+                       "the task writes its finished trials to a shard and is requeued; raise it if an "
+                       "epoch of your widest group takes longer")
     slurm.add_argument("--gpus", type=_nonneg_int, default=1, help="GPUs per task (default 1; 0 for CPU jobs)")
     slurm.add_argument("--cpus", type=_positive_int, default=4, help="CPUs per task (default 4)")
     slurm.add_argument("--mem", dest="mem_gb", type=_positive_float, default=None, metavar="GB",
@@ -213,6 +217,7 @@ def options_from_args(a: argparse.Namespace, root: Path) -> LaunchOptions:
     """LaunchOptions from the parsed launch arguments."""
     return LaunchOptions(
         root=root, executor=a.executor or default_executor(), partition=a.partition, time_min=a.time_min,
+        signal_delay_s=a.signal_delay_s,
         gpus=a.gpus, cpus=a.cpus, mem_gb=a.mem_gb, account=a.account, qos=a.qos, constraint=a.constraint,
         sbatch=dict(a.sbatch), max_parallel=a.max_parallel, trials_per_task=a.trials_per_task,
         task_minutes=a.task_minutes, max_array_size=a.max_array_size, image=a.image, container=a.container,

@@ -38,6 +38,7 @@ class LaunchOptions:
     executor: str = "slurm"  # slurm | local | debug
     partition: str | None = None
     time_min: int = 60  # per task wall-clock limit (sbatch --time), minutes
+    signal_delay_s: int = 90  # USR2 this long before --time: the task saves finished trials, is requeued
     gpus: int = 1  # per task (0 allowed: no --gpus-per-node)
     cpus: int = 4  # per task
     mem_gb: float | None = None  # per task; None = the partition's default
@@ -76,6 +77,7 @@ def check_options(o: LaunchOptions) -> None:
         raise OptionsError(f"--platform: got {o.platform!r}; expected one of {', '.join(PLATFORMS)}")
     for flag, value, low in (
         ("--time", o.time_min, 1),
+        ("--signal-delay", o.signal_delay_s, 1),
         ("--gpus", o.gpus, 0),
         ("--cpus", o.cpus, 1),
         ("--jobs", o.jobs, 1),
@@ -90,6 +92,8 @@ def check_options(o: LaunchOptions) -> None:
             raise OptionsError(f"{flag}: got {value!r}; expected a positive number")
     if o.trials_per_task is not None and o.task_minutes is not None:
         raise OptionsError("--trials-per-task and --task-minutes: give one of them, not both")
+    if o.signal_delay_s >= o.time_min * 60:
+        raise OptionsError(f"--signal-delay: {o.signal_delay_s} s is not shorter than --time {o.time_min} min")
     if o.image is not None and not o.container:
         raise OptionsError("--image and --no-container: give one of them, not both")
     if o.executor == "debug" and len(o.only) != 1:

@@ -82,6 +82,7 @@ def executor_parameters(options: LaunchOptions, grid: str, paths: RunPaths) -> d
     params: dict[str, Any] = {
         "job_name": f"pcsweep-{grid}",
         "time": options.time_min,
+        "signal_delay_s": options.signal_delay_s,
         "cpus_per_task": options.cpus,
         "setup": setup_lines(options, paths),
     }

@@ -286,9 +286,6 @@ def _slurm_settings(options: Any, grid: Grid, paths: RunPaths) -> tuple[dict[str
     from launch.sbatch import executor_parameters
 
     params = executor_parameters(options, grid.name, paths)
-    delay = getattr(options, "signal_delay_s", None)  # USR2 this many seconds before the limit
-    if delay is not None:
-        params.setdefault("signal_delay_s", int(delay))
     return params, _python(options, paths)
 
 

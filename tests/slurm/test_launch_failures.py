@@ -13,13 +13,11 @@ import json
 import math
 import re
 import subprocess
-from dataclasses import dataclass
 
 import pytest
 from test_launch_run import final_states, fresh_run, tiny_doc, wait_for
 
 from launch.manifest import read_manifests
-from launch.options import LaunchOptions
 from launch.state import squeue
 from launch.submit import launch
 from pc.shard import open_shard
@@ -32,13 +30,6 @@ HEAVY_EPOCHS = 600  # 128 batches of 16 per epoch at width 12-16: ~25-60 ms per 
 def run(slurm_cluster, tmp_path):
     with fresh_run(tmp_path / "runs") as r:
         yield r
-
-
-@dataclass(frozen=True)
-class SignalOptions(LaunchOptions):
-    """LaunchOptions plus the checkpoint signal's lead time (submitit's signal_delay_s, default 90)."""
-
-    signal_delay_s: int | None = None
 
 
 def test_raising_trial_leaves_failed_record_and_slurm_sees_failed(run, tmp_path, monkeypatch):
@@ -79,8 +70,7 @@ def test_task_hitting_its_time_limit_checkpoints_and_requeue_keeps_finished_tria
     doc = tiny_doc(run.name, seeds=1, data__n_samples=2048)
     doc["sweep"] = [{"joint": {"model.width, train.epochs": [[8, 1], [12, HEAVY_EPOCHS], [16, HEAVY_EPOCHS]]}}]
     grid = run.grid(doc)
-    opts = run.options(time_min=10)
-    sub = launch(grid, SignalOptions(**{**opts.__dict__, "signal_delay_s": 119}))
+    sub = launch(grid, run.options(time_min=10, signal_delay_s=119))
     job = sub.arrays[0].job_id
     (manifest,) = read_manifests(run.paths)
     (key,) = manifest["tasks"]
