@@ -28,6 +28,9 @@ def slurm_cluster() -> None:
         r = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
         if r.returncode != 0 or not r.stdout.strip():
             reason = f"sinfo failed ({r.stderr.strip()}); start one with: scripts/slurm-dev-cluster up"
+        elif subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, timeout=20).returncode:
+            # submitit learns final job states only from sacct (shared/notes/slurm-ci.md)
+            reason = "sacct does not answer (no accounting); start one with: scripts/slurm-dev-cluster up"
     if reason:
         if slurm_required():
             pytest.fail(f"SLURM cluster required in CI: {reason}")
