@@ -210,8 +210,15 @@ def fetch(dataset: str, to: str | os.PathLike) -> list[Path]:
         for name in pair:
             target = folder / f"{name}.gz"
             if not target.exists():
-                tmp = target.with_suffix(".gz.tmp")
-                urllib.request.urlretrieve(SOURCES[dataset] + f"{name}.gz", tmp)
+                url, tmp = SOURCES[dataset] + f"{name}.gz", target.with_suffix(".gz.tmp")
+                try:
+                    urllib.request.urlretrieve(url, tmp)
+                except OSError as e:  # URLError is an OSError
+                    tmp.unlink(missing_ok=True)
+                    raise DataError(
+                        f"fetch {dataset}: could not download {url} ({e}); without network, copy the "
+                        f"four IDX .gz files into {folder} by other means"
+                    ) from e
                 os.replace(tmp, target)
             read_idx(target)
             paths.append(target)

@@ -112,3 +112,17 @@ def test_malformed_idx_is_rejected(idx_dir):
 def test_n_classes_below_the_dataset_is_an_error():
     with pytest.raises(DataError, match="data.n_classes"):
         load_data(DataConfig(dataset="two_moons", n_samples=256, n_classes=1))
+
+
+def test_light_modules_import_no_jax():
+    """pc.data, pc.trials and pc.cli load no jax at import (launch imports them on login nodes)."""
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    code = "import sys, pc.data, pc.trials, pc.cli; print('jax' in sys.modules)"
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
