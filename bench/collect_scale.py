@@ -2,14 +2,14 @@
 
 Writes N trials (default 50,000; PC, E=8 epochs, B=32 batches, T=8, L=3, so energy is
 [8, 32, 9, 3] float32, ~64 KB of arrays per trial) in shards of 100 trials into a temporary run
-folder, then measures:
+folder, with `pc.shard.write_shard` itself (the arrays of one random template are reused; every
+trial has its own config and id), then measures:
   1. a full collect (target >= 2,000 trials/s on the reference machine);
   2. an incremental collect after adding 1% new shards (target < 5 s);
-  3. the baseline, in the same run: a naive merge of two shards with h5py's high-level API
-     (read every array, write every dataset and attribute), extrapolated per trial.
-Shards are made from one template written by `pc.shard.write_shard` (copied, trials renamed to
-real trial ids and their config attribute rewritten), since writing 50,000 trials through the
-writer would take longer than the collect under test. The last line printed is one JSON object.
+  3. the baseline, in the same run: the version-1 layout's cost, one HDF5 group with six datasets
+     and four attributes per trial, written with h5py's high-level API (per trial).
+Wall time and CPU time (this process and its children) are both reported, with the load average,
+since the machine may be shared. The last line printed is one JSON object.
 
     python bench/collect_scale.py                 # 50,000 trials
     python bench/collect_scale.py --trials 5000   # quicker
@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pc.config import TrialConfig, canonical_json, trial_id  # noqa: E402
+from pc.config import TrialConfig, trial_id  # noqa: E402
 from pc.paths import RunPaths  # noqa: E402
-from pc.shard import ARRAY_NAMES, TrialResult, write_shard  # noqa: E402
+from pc.shard import ARRAY_NAMES, TrialResult, open_shard, write_shard  # noqa: E402
 
 GRID = "bench"
 
@@ -51,73 +51,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def template_shard(path: Path, n: int, E: int, B: int, T: int, L: int) -> None:
+def template_arrays(n: int, E: int, B: int, T: int, L: int) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
-    base = TrialConfig.from_mapping({"train": {"epochs": E, "T": T}})
-    trials = []
-    for j in range(n):
-        cfg = base.replace(seed=10**9 + j)
-        arrays = {"test_accuracy": rng.random(E, dtype=np.float32),
-                  "energy": rng.random((E, B, T + 1, L), dtype=np.float32),
-                  "energy_var": rng.random((E, B, T + 1, L), dtype=np.float32),
-                  "w_norm": rng.random((E, B, 3), dtype=np.float32),
-                  "w_grad_norm": rng.random((E, B, 3), dtype=np.float32),
-                  "w_grad_var": rng.random((E, B, 3), dtype=np.float32)}
-        trials.append(TrialResult(cfg.trial_id, cfg.to_mapping(), "ok", 1.0, arrays))
-    write_shard(path, trials, grid=GRID, task_key="template")
+    return [{"test_accuracy": rng.random(E, dtype=np.float32),
+             "energy": rng.random((E, B, T + 1, L), dtype=np.float32),
+             "energy_var": rng.random((E, B, T + 1, L), dtype=np.float32),
+             "w_norm": rng.random((E, B, 3), dtype=np.float32),
+             "w_grad_norm": rng.random((E, B, 3), dtype=np.float32),
+             "w_grad_var": rng.random((E, B, 3), dtype=np.float32)} for _ in range(n)]
 
 
-def make_shards(paths: RunPaths, template: Path, first_seed: int, n_trials: int, per_shard: int,
-                created: str, prefix: str) -> list[str]:
-    """Copies of the template whose trials are renamed to the ids of configs with seeds first_seed..."""
-    base = TrialConfig.from_mapping({}).to_mapping()
-    with h5py.File(template, "r") as f:
-        template_ids = list(f["trials"])
-        base = json.loads(f["trials"][template_ids[0]].attrs["config"])
+def make_shards(paths: RunPaths, arrays: list[dict[str, np.ndarray]], first_seed: int, n_trials: int,
+                per_shard: int, created: str, prefix: str, E: int, T: int) -> list[str]:
+    """Shards of `per_shard` trials with seeds first_seed..., written by `pc.shard.write_shard`."""
+    base = TrialConfig.from_mapping({"train": {"epochs": E, "T": T}}).to_mapping()
     ids = []
-    paths.shards_dir.mkdir(parents=True, exist_ok=True)
     for s, start in enumerate(range(0, n_trials, per_shard)):
-        count = min(per_shard, n_trials - start)
-        tmp = paths.shards_dir / f"{prefix}{s:05d}.h5.tmp.bench"
-        shutil.copyfile(template, tmp)
-        with h5py.File(tmp, "a") as f:
-            f.attrs["created"] = created
-            f.attrs["task_key"] = f"{prefix}{s:05d}"
-            g = f["trials"]
-            for j, old in enumerate(template_ids):
-                if j >= count:
-                    del g[old]
-                    continue
-                base["seed"] = first_seed + start + j
-                config = canonical_json(base)
-                tid = trial_id(base)
-                g.move(old, tid)
-                g[tid].attrs["config"] = config
-                ids.append(tid)
-        os.replace(tmp, paths.shard(f"{prefix}{s:05d}"))
+        trials = []
+        for j in range(min(per_shard, n_trials - start)):
+            cfg = {**base, "seed": first_seed + start + j}
+            tid = trial_id(cfg)
+            trials.append(TrialResult(tid, cfg, "ok", 1.0, arrays[j % len(arrays)]))
+            ids.append(tid)
+        write_shard(paths.shard(f"{prefix}{s:05d}"), trials, grid=GRID, task_key=f"{prefix}{s:05d}",
+                    attrs={"created": created})
     return ids
 
 
-def naive_merge_s_per_trial(shards: list[Path], out: Path) -> float:
-    """The baseline: h5py's high-level API, every array read and written, attrs copied one by one."""
+def v1_layout_s_per_trial(shards: list[Path], out: Path) -> float:
+    """The baseline: version 1's layout, one group + six datasets + four attributes per trial."""
     t0, n = time.perf_counter(), 0
     with h5py.File(out, "w") as dst:
         trials = dst.create_group("trials")
         for path in shards:
-            with h5py.File(path, "r") as src:
-                for tid, g in src["trials"].items():
-                    h = trials.create_group(tid)
-                    for k, v in g.attrs.items():
-                        h.attrs[k] = v
-                    for name in ARRAY_NAMES:
-                        h.create_dataset(name, data=g[name][()])
-                    h.attrs["shard"] = path.name
-                    n += 1
+            with open_shard(path) as shard:
+                for block in shard.blocks():
+                    for i, tid in enumerate(block.trial_ids):
+                        h = trials.create_group(tid)
+                        h.attrs["config"] = block.configs[i]
+                        h.attrs["status"] = block.status[i]
+                        h.attrs["wall_s"] = float(block.wall_s[i])
+                        for name in ARRAY_NAMES:
+                            h.create_dataset(name, data=block.arrays[name][i])
+                        h.attrs["shard"] = path.name
+                        n += 1
     return (time.perf_counter() - t0) / n
 
 
 def cpu_s() -> float:
-    """CPU seconds used by this process and its finished children (collect's reader worker)."""
+    """CPU seconds (user + system) used by this process and its finished children (collect starts none)."""
     import resource
 
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -137,9 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     try:
         t = time.perf_counter()
-        template = work / "template.h5"
-        template_shard(template, args.per_shard, E, B, T, L)
-        ids = make_shards(paths, template, 0, args.trials, args.per_shard, "2026-01-01T00:00:00+00:00", "a")
+        arrays = template_arrays(args.per_shard, E, B, T, L)
+        ids = make_shards(paths, arrays, 0, args.trials, args.per_shard, "2026-01-01T00:00:00+00:00", "a", E, T)
         n_new = max(1, round(args.trials * args.new_fraction))
         paths.submissions_dir.mkdir(parents=True)
         paths.submission("bench").write_text(json.dumps({"grid": GRID, "stamp": "bench", "tasks": {"all": ids}}))
@@ -154,7 +135,9 @@ def main(argv: list[str] | None = None) -> dict:
         assert full.complete == args.trials and full.mode == "full", full
         print(f"full collect: {full.wall_s:.1f} s, {args.trials / full.wall_s:.0f} trials/s", file=sys.stderr)
 
-        new_ids = make_shards(paths, template, args.trials, n_new, args.per_shard, "2026-01-02T00:00:00+00:00", "b")
+        new_ids = make_shards(paths, arrays, args.trials, n_new, args.per_shard, "2026-01-02T00:00:00+00:00", "b",
+                              E, T)
+        load_before_inc = os.getloadavg()
         t, cpu0 = time.perf_counter(), cpu_s()
         inc = collect.collect(GRID, root, progress=args.progress)
         inc_s, inc_cpu = time.perf_counter() - t, cpu_s() - cpu0
@@ -162,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
         assert inc.complete == args.trials + n_new
         print(f"incremental collect of {n_new} new trials: {inc_s:.2f} s", file=sys.stderr)
 
-        naive = naive_merge_s_per_trial(sorted(paths.shards_dir.glob("a*.h5"))[:2], work / "naive.h5")
+        naive = v1_layout_s_per_trial(sorted(paths.shards_dir.glob("a*.h5"))[:2], work / "v1.h5")
         result = {
             "bench": "collect_scale",
             "trials": args.trials,
@@ -171,17 +154,18 @@ def main(argv: list[str] | None = None) -> dict:
             "full_s": round(full.wall_s, 2),
             "full_trials_per_s": round(args.trials / full.wall_s, 1),
             "full_target_trials_per_s": 2000,
-            "full_cpu_s": round(full_cpu, 2),  # both processes: on an idle 2-core machine wall ~ cpu / 2
+            "full_cpu_s": round(full_cpu, 2),  # user + system; wall ~ cpu on an idle machine
             "full_trials_per_cpu_s": round(args.trials / full_cpu, 1),
             "incremental_new_trials": n_new,
             "incremental_s": round(inc_s, 2),
             "incremental_target_s": 5.0,
             "incremental_cpu_s": round(inc_cpu, 2),
-            "baseline_naive_h5py_trials_per_s": round(1 / naive, 1),
-            "speedup_vs_naive": round((args.trials / full.wall_s) * naive, 2),
+            "baseline_v1_layout_write_trials_per_s": round(1 / naive, 1),
+            "speedup_vs_v1_layout_write": round((args.trials / full.wall_s) * naive, 2),
             "results_bytes": paths.results.stat().st_size,
             "summary_bytes": paths.summary.stat().st_size,
             "loadavg_1m_before_full": round(load_before[0], 2),
+            "loadavg_1m_before_incremental": round(load_before_inc[0], 2),
             "loadavg_1m_after": round(os.getloadavg()[0], 2),
             "cpus": os.cpu_count(),
         }

@@ -1,19 +1,23 @@
-"""Notebook and plots API: read what collect wrote (summary.csv and results.h5), never the shards."""
+"""Notebook and plots API: read what collect wrote (summary.csv and results.h5), never the shards.
+
+results.h5 holds blocks of stacked trials (docs/shard-format.md); the loaders open it once, index
+trial id -> (block, row) from the `trial_id` columns, and read only the rows asked for.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from pc.paths import RunPaths
-from pc.shard import ARRAY_NAMES, TrialResult
+from pc.shard import ARRAY_NAMES, BLOCKS, BlockInfo, ShardError, TrialResult, check_blocks, read_block
 
-from collect.merge import updating_marker
+from collect.merge import PROVENANCE, RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION, updating_marker
 from collect.summary import read_table
 
 if TYPE_CHECKING:
@@ -25,14 +29,82 @@ def _need(path: os.PathLike, grid: str) -> None:
         raise FileNotFoundError(f"{path}: not found; run `python -m collect {grid}` first")
 
 
-def _results(paths: RunPaths) -> h5py.File:
-    """Open results.h5 for reading, refusing one that an interrupted in-place update may have left."""
+def _refuse_if_updating(paths: RunPaths) -> None:
+    """Refuse a results.h5 that an interrupted in-place update may have left."""
     _need(paths.results, paths.grid)
     marker = updating_marker(paths)
     if marker.exists():
         raise RuntimeError(f"{marker} exists: collect is updating {paths.results} or was interrupted while doing "
                            f"so; wait for it, or run `python -m collect {paths.grid}` again (it rebuilds the file)")
-    return h5py.File(paths.results, "r")
+
+
+class ResultsFile:
+    """An open results.h5 with its trial index. Use as a context manager.
+
+    Raises (on open):
+        OSError: not a readable HDF5 file.
+        RuntimeError: not version-2 results (written by an older collect: `python -m collect GRID --rebuild`),
+            or malformed blocks.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.file = h5py.File(self.path, "r")
+        try:
+            attrs = self.file.attrs
+            version = attrs.get("schema_version")
+            if attrs.get("schema") != RESULTS_SCHEMA or version != RESULTS_SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: schema {attrs.get('schema')!r} version {version!r}; this pcsweep "
+                                   f"reads {RESULTS_SCHEMA!r} version {RESULTS_SCHEMA_VERSION}: run "
+                                   f"`python -m collect GRID --rebuild` to rewrite it")
+            try:
+                self.blocks: list[BlockInfo] = check_blocks(self.file, str(self.path), PROVENANCE, allow_deleted=True)
+            except ShardError as e:
+                raise RuntimeError(str(e)) from e
+        except BaseException:
+            self.file.close()
+            raise
+        self.index = {tid: (b, row) for b in self.blocks for row, tid in enumerate(b.trial_ids) if tid}
+
+    def __enter__(self) -> "ResultsFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+    def _where(self, trial_id: str) -> tuple[BlockInfo, int]:
+        try:
+            return self.index[trial_id]
+        except KeyError:
+            raise KeyError(f"{self.path}: no trial {trial_id}; see load_summary(...)['trial_id'] for those present"
+                           ) from None
+
+    def trial(self, trial_id: str) -> TrialResult:
+        info, row = self._where(trial_id)
+        return read_block(self.file[BLOCKS][info.name], info, [row], PROVENANCE).trial(0)
+
+    def arrays(self, name: str, trial_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """trial id -> array `name` ([E, B, T+1, L] for energy), in the order asked; one read per block."""
+        if name not in ARRAY_NAMES:
+            raise KeyError(f"array {name!r}: expected one of {', '.join(ARRAY_NAMES)}")
+        trial_ids = list(trial_ids)
+        wanted: dict[str, list[tuple[int, str]]] = {}
+        infos: dict[str, BlockInfo] = {}
+        for tid in trial_ids:
+            info, row = self._where(tid)
+            wanted.setdefault(info.name, []).append((row, tid))
+            infos[info.name] = info
+        got: dict[str, np.ndarray] = {}
+        for bname, pairs in wanted.items():
+            d = self.file[BLOCKS][bname][name]
+            rows = sorted({r for r, _ in pairs})
+            if len(rows) * 4 >= len(infos[bname]):
+                data, pos = d[()], {r: r for r in rows}
+            else:
+                data, pos = d[rows], {r: i for i, r in enumerate(rows)}
+            for r, tid in pairs:
+                got[tid] = np.array(data[pos[r]])
+        return {tid: got[tid] for tid in trial_ids}
 
 
 def load_summary(grid: str, root: str | os.PathLike | None = None) -> "pd.DataFrame":
@@ -45,12 +117,9 @@ def load_summary(grid: str, root: str | os.PathLike | None = None) -> "pd.DataFr
 def load_trial(grid: str, trial_id: str, root: str | os.PathLike | None = None) -> TrialResult:
     """One trial from results.h5 with all its arrays (`energy: [E, B, T+1, L]`, ...)."""
     paths = RunPaths.of(grid, root)
-    with _results(paths) as f:
-        if trial_id not in f["trials"]:
-            raise KeyError(f"{paths.results}: no trial {trial_id}; see load_summary(...)['trial_id'] for those present")
-        g = f["trials"][trial_id]
-        return TrialResult(trial_id=trial_id, config=json.loads(g.attrs["config"]), status=str(g.attrs["status"]),
-                           wall_s=float(g.attrs["wall_s"]), arrays={n: g[n][()] for n in ARRAY_NAMES})
+    _refuse_if_updating(paths)
+    with ResultsFile(paths.results) as f:
+        return f.trial(trial_id)
 
 
 def load_arrays(grid: str, name: str, trial_ids: Iterable[str], root: str | os.PathLike | None = None
@@ -63,11 +132,12 @@ def load_arrays(grid: str, name: str, trial_ids: Iterable[str], root: str | os.P
     if name not in ARRAY_NAMES:
         raise KeyError(f"array {name!r}: expected one of {', '.join(ARRAY_NAMES)}")
     paths = RunPaths.of(grid, root)
-    out: dict[str, np.ndarray] = {}
-    with _results(paths) as f:
-        trials = f["trials"]
-        for tid in trial_ids:
-            if tid not in trials:
-                raise KeyError(f"{paths.results}: no trial {tid}")
-            out[tid] = trials[tid][name][()]
-    return out
+    _refuse_if_updating(paths)
+    with ResultsFile(paths.results) as f:
+        return f.arrays(name, trial_ids)
+
+
+def read_results_arrays(path: str | os.PathLike, name: str, trial_ids: Iterable[str]) -> dict[str, np.ndarray]:
+    """`load_arrays` for a results file outside a run folder (no `.updating` check: it has no run folder)."""
+    with ResultsFile(path) as f:
+        return f.arrays(name, trial_ids)

@@ -1,19 +1,16 @@
 """`collect()`: one pass from `runs/<grid>/shards/` to results.h5, summary.csv and a report.
 
 Steps: list shards; probe (validate) the new or changed ones, setting bad ones aside; choose, for
-each trial, the newest valid copy; read each winner's summary row (which validates the trial
-before anything is copied from its shard), then copy the groups into results (a tmp file renamed
-into place on a full run, the existing file behind a marker on an incremental one); write the
-summary; save the state that makes the next run incremental. Imports no jax, and pandas only when
-the summary is built.
+each trial, the newest valid copy; read each winning shard's rows block by block and append them
+to results (a tmp file renamed into place on a full run, the existing file behind a marker on an
+incremental one), computing their summary rows from the same arrays; write the summary; save the
+state that makes the next run incremental. Imports no jax, and pandas only when the summary is built.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pc.paths import RunPaths
@@ -41,52 +38,6 @@ def _progress(total: int, enabled: bool):
 
     return tqdm(total=total, unit="trial", desc="merge", disable=not enabled, dynamic_ncols=True,
                 mininterval=0.5, leave=False)
-
-
-PARALLEL_MIN_TRIALS = 2000  # below this, a worker process costs more to start than it saves
-PARALLEL_ENV = "PCSWEEP_COLLECT_PARALLEL_MIN"  # overrides PARALLEL_MIN_TRIALS (tests, tuning)
-
-
-def _parallel_min() -> int:
-    try:
-        return int(os.environ.get(PARALLEL_ENV, PARALLEL_MIN_TRIALS))
-    except ValueError:
-        return PARALLEL_MIN_TRIALS
-
-
-def _rows_in_order(jobs: list[tuple[str, Path, list[str]]], parallel: bool
-                   ) -> Iterator[tuple[str, list[summary.Row] | ShardError]]:
-    """(shard name, its rows or the ShardError that makes it bad), in `jobs` order.
-
-    With `parallel`, one spawned worker process reads rows ahead while the caller copies groups
-    (the two halves of a merge cost about the same). Spawn, not fork: a forked child would inherit
-    the HDF5 library state of the open results file.
-    """
-    if not parallel:
-        for name, path, tids in jobs:
-            try:
-                yield name, summary.read_rows(path, tids)
-            except ShardError as e:
-                yield name, e
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        futures = [(name, path, tids, pool.submit(summary.read_rows, path, tids)) for name, path, tids in jobs]
-        for name, path, tids, future in futures:
-            try:
-                yield name, future.result()
-            except ShardError as e:
-                yield name, e
-            except Exception:  # noqa: BLE001 - a broken worker: read this shard here instead
-                try:
-                    yield name, summary.read_rows(path, tids)
-                except ShardError as e:
-                    yield name, e
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _probe_all(paths: RunPaths, names) -> list[merge.ShardInfo]:
@@ -139,8 +90,9 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
     infos = _probe_all(paths, todo)
     shard_state = {n: e for n, e in shard_state.items() if (paths.shards_dir / n).exists()}
 
-    rows: dict[str, summary.Row] = {}
+    table = summary.Parts()
     bad: set[str] = set()
+    changed: set[str] = set()
     pending = merge.winners(infos, kept, bad)
     mode = "incremental" if incremental else "full"
     if not pending and incremental:
@@ -163,27 +115,23 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
             by_shard: dict[str, list[str]] = {}
             for tid, info in pending.items():
                 by_shard.setdefault(info.name, []).append(tid)
-            jobs = [(name, lookup[name].path, sorted(tids)) for name, tids in sorted(by_shard.items())]
-            parallel = len(pending) >= _parallel_min() and (os.cpu_count() or 1) > 1
-            for name, got in _rows_in_order(jobs, parallel):
+            writer.plan(infos, pending)
+            for name in sorted(by_shard):
                 info = lookup[name]
                 try:
-                    if isinstance(got, ShardError):
-                        raise got
-                    writer.copy_from(info, [r.trial_id for r in got])
-                except merge.CopyError as e:
-                    for tid in e.copied:  # HDF5 copy failed midway: drop what came from this shard
-                        writer.delete(tid)
-                        kept.pop(tid, None)
+                    copied = writer.copy_from(info, sorted(by_shard[name]))
+                except merge.ShardChanged as e:  # rewritten since probed: skip now, read it next time
                     bad.add(name)
-                    merge.set_aside(paths, info.path, str(e))
+                    changed.add(name)
+                    notes.append(f"{e}; its trials were not taken from it this time")
                 except ShardError as e:
                     bad.add(name)
                     merge.set_aside(paths, info.path, str(e))
                 else:
-                    for row in got:
-                        rows[row.trial_id] = row
-                        kept[row.trial_id] = [info.created, info.mtime_ns, info.name, row.status]
+                    for c in copied:
+                        table.add_rows(c)
+                        for tid, status in zip(c.trial_ids, c.status):
+                            kept[tid] = [info.created, info.mtime_ns, info.name, status]
                 bar.update(len(by_shard[name]))
             # Trials whose chosen shard turned out bad fall back to the next-newest valid copy.
             retry = {t for n in bad & set(by_shard) for t in by_shard[n]}
@@ -192,9 +140,11 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
         for info in infos:
             if info.name not in bad:
                 shard_state[info.name] = merge.shard_entry(info)
+            elif info.name in changed:
+                shard_state.pop(info.name, None)
 
         if writer is not None:
-            new_table = summary.build_table(rows.values())
+            new_table = table.build()
             writer.commit()
             if incremental and paths.summary.exists():
                 summary.update_table(paths.summary, new_table)
@@ -207,7 +157,7 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
         if writer is not None:
             writer.__exit__(None, None, None)
 
-    report = _report(paths, mode, kept, shard_state, len(todo), len(rows), notes, t0)
+    report = _report(paths, mode, kept, shard_state, len(todo), table.n_rows, notes, t0)
     if strict and not report.is_clean:
         raise IncompleteError(report)
     return report

@@ -1,4 +1,4 @@
-"""The summary table: one row per trial, read from a trial group with as few HDF5 calls as we can.
+"""The summary table: one row per trial, computed from stacked blocks with numpy.
 
 Each row holds the trial's status, wall time, final and best test accuracy, its flattened config,
 the derived `optim` / `condition` labels, and per-layer values at the last batch of the last
@@ -6,170 +6,162 @@ epoch: energies at t = T-1 (as the paper did) and t = T, energy variance at t = 
 gradient norms and gradient variances, plus adjacent energy ratios. `docs/collect.md` lists every
 column. pandas is imported only where a DataFrame is built or read.
 
-Speed matters (tens of thousands of trials; on a small VM every HDF5 object open costs ~50 us), so
-`read_row` uses h5py's low-level API and reads just the last batch of each array: for the
-contiguous float32 datasets `pc.shard` writes, that block is read straight from the file with one
-`pread` at the dataset's byte offset; any other layout falls back to an HDF5 read.
+`rows_from_block` takes the last-batch values of a whole block (all trials of one shape) with one
+numpy index per array, so the cost per trial is a few Python object creations.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
-from h5py import h5a, h5d, h5g, h5t
 
 from pc.config import valid_keys
-from pc.shard import STATUSES, ShardError
+from pc.shard import Block
 
 if TYPE_CHECKING:
     import pandas as pd
 
 RATIO_EPS = 1e-32  # energy_{k-1} / (energy_k + 1e-32), as the paper's notebooks
 _F4 = np.dtype("<f4")
-_STR = h5py.string_dtype()
 PER_LAYER = ("energy", "energy_var", "w_norm", "w_grad_norm", "w_grad_var")
 
 
-class Row(NamedTuple):
-    """What the summary keeps of one trial (arrays are per layer, float32)."""
+class Parts:
+    """Summary values of many blocks, gathered with one numpy index per array per block; `build()` -> table.
 
-    trial_id: str
-    status: str
-    wall_s: float
-    config: str  # canonical JSON
-    accuracy: float  # test accuracy after the last epoch
-    accuracy_best: float  # best test accuracy over epochs
-    energy: np.ndarray  # [L] at t = T-1
-    energy_var: np.ndarray  # [L] at t = T-1
-    energy_final: np.ndarray  # [L] at t = T
-    w_norm: np.ndarray  # [Lw]
-    w_grad_norm: np.ndarray
-    w_grad_var: np.ndarray
-
-
-def _str_attr(gid: Any, name: bytes) -> str:
-    attr = h5a.open(gid, name)
-    kind = attr.get_type()
-    if kind.get_class() != h5t.STRING:
-        raise ValueError(f"attribute {name.decode()} is not a string")
-    buf = np.empty((), _STR) if kind.is_variable_str() else np.empty((), attr.dtype)
-    attr.read(buf)
-    value = buf[()]
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _float_attr(gid: Any, name: bytes) -> float:
-    attr = h5a.open(gid, name)
-    buf = np.empty((), np.float64)
-    attr.read(buf)
-    return float(buf)
-
-
-class TrialReader:
-    """Reads summary rows from one open HDF5 file holding `/trials/<id>` groups (a shard or results).
-
-    Use as a context manager. The first trial's datasets are checked to be little-endian float32
-    before the file is read with `pread` at dataset offsets; later trials of the same file are
-    trusted to share the writer's dtype (their ranks and sizes are still checked).
+    Energies need T+1 >= 2 inference steps (t = T-1 exists); collect's probe rejects shards without.
     """
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = os.fspath(path)
-        self.file = h5py.File(self.path, "r")
-        try:
-            self.trials = self.file["trials"].id
-            self.fd = os.open(self.path, os.O_RDONLY)
-        except BaseException:
-            self.file.close()
-            raise
-        self._f32_checked = False
-        self._direct = True
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.status: list[str] = []
+        self.configs: list[str] = []
+        self.vectors: dict[str, list[np.ndarray]] = {"wall_s": [], "accuracy": [], "accuracy_best": []}
+        self.layers: dict[str, list[np.ndarray]] = {f: [] for f in (*PER_LAYER, "energy_final")}
 
-    def __enter__(self) -> "TrialReader":
-        return self
+    @property
+    def n_rows(self) -> int:
+        return len(self.ids)
 
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
-        self.file.close()
+    def add(self, block: Block) -> None:
+        """Add every trial of a block."""
+        from collect.merge import Copied
 
-    def _last_batch(self, gid: Any, name: bytes, ndim: int) -> np.ndarray:
-        """`array[E-1, B-1]` (or the whole array when ndim == 1) as float32; NaN when E or B is 0."""
-        d = h5d.open(gid, name)
-        shape = d.shape
-        if len(shape) != ndim:
-            raise ValueError(f"{name.decode()} has {len(shape)} dims; expected {ndim}")
-        if not self._f32_checked:
-            self._direct = self._direct and d.get_type().equal(h5t.IEEE_F32LE)
-        if ndim == 1:
-            buf = np.empty(shape, _F4)
-            d.read(h5py.h5s.ALL, h5py.h5s.ALL, buf)
-            return buf
-        tail = shape[2:]
-        if shape[0] == 0 or shape[1] == 0:
-            return np.full(tail, np.nan, _F4)
-        n = math.prod(tail)
-        offset = d.get_offset() if self._direct else None
-        if offset is None:
-            return np.asarray(h5py.Dataset(d)[shape[0] - 1, shape[1] - 1], dtype=_F4)
-        raw = os.pread(self.fd, n * 4, offset + ((shape[0] - 1) * shape[1] + shape[1] - 1) * n * 4)
-        if len(raw) != n * 4:
-            raise ValueError(f"{name.decode()}: the file ends inside the dataset (truncated)")
-        return np.frombuffer(raw, _F4).reshape(tail)
+        self.add_rows(Copied.of(block))
 
-    def row(self, trial_id: str) -> Row:
-        """One trial's summary values.
+    def add_rows(self, rows: Any) -> None:
+        """Add rows given as a `collect.merge.Copied` (columns, test_accuracy, last-batch values)."""
+        acc = np.asarray(rows.test_accuracy, dtype=_F4)  # [N, E]
+        energy, energy_var = rows.last["energy"], rows.last["energy_var"]  # [N, T+1, L]
+        if energy.shape[1] < 2:
+            raise ValueError(f"energy has {energy.shape[1]} inference steps; expected T+1 >= 2")
+        n, epochs = acc.shape
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as intended
+            best = np.nanmax(acc, axis=1) if epochs else np.full(n, np.nan, _F4)
+        self.ids += rows.trial_ids
+        self.status += rows.status
+        self.configs += rows.configs
+        self.vectors["wall_s"].append(np.asarray(rows.wall_s, dtype=np.float64))
+        self.vectors["accuracy"].append((acc[:, -1] if epochs else np.full(n, np.nan, _F4)).astype(np.float64))
+        self.vectors["accuracy_best"].append(best.astype(np.float64))
+        self.layers["energy"].append(energy[:, -2])
+        self.layers["energy_final"].append(energy[:, -1])
+        self.layers["energy_var"].append(energy_var[:, -2])
+        for name in ("w_norm", "w_grad_norm", "w_grad_var"):
+            self.layers[name].append(rows.last[name])
 
-        Raises:
-            ShardError: the group lacks an attribute or array, or one has the wrong rank.
-        """
-        try:
-            gid = h5g.open(self.trials, trial_id.encode())
-            status = _str_attr(gid, b"status")
-            if status not in STATUSES:
-                raise ValueError(f"status {status!r} is not one of {STATUSES}")
-            acc = self._last_batch(gid, b"test_accuracy", 1)
-            energy = self._last_batch(gid, b"energy", 4)  # [T+1, L]
-            if energy.shape[0] < 2:
-                raise ValueError(f"energy has {energy.shape[0]} inference steps; expected T+1 >= 2")
-            energy_var = self._last_batch(gid, b"energy_var", 4)
-            w = [self._last_batch(gid, n, 3) for n in (b"w_norm", b"w_grad_norm", b"w_grad_var")]
-            self._f32_checked = True
-            return Row(
-                trial_id=trial_id,
-                status=status,
-                wall_s=_float_attr(gid, b"wall_s"),
-                config=_str_attr(gid, b"config"),
-                accuracy=float(acc[-1]) if acc.size else math.nan,
-                accuracy_best=float(np.nanmax(acc)) if acc.size and not np.isnan(acc).all() else math.nan,
-                energy=energy[-2],
-                energy_var=energy_var[-2],
-                energy_final=energy[-1],
-                w_norm=w[0],
-                w_grad_norm=w[1],
-                w_grad_var=w[2],
-            )
-        except (KeyError, OSError, ValueError, TypeError) as e:
-            raise ShardError(f"{self.path}: trial {trial_id}: {e}") from e
+    def build(self) -> "pd.DataFrame":
+        """One DataFrame, columns in the documented order, rows sorted by trial id."""
+        import pandas as pd
+
+        order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
+        idx = np.asarray(order, dtype=np.intp)
+        flat = _config_columns(json.loads("[" + ",".join([self.configs[i] for i in order]) + "]"))
+        keys = valid_keys()
+        extra = sorted(set(flat) - set(keys))
+
+        def vector(name: str) -> np.ndarray:
+            parts = self.vectors[name]
+            return np.concatenate(parts)[idx] if parts else np.zeros(0)
+
+        n = len(order)
+        cols: dict[str, Any] = {
+            "trial_id": [self.ids[i] for i in order],
+            "status": [self.status[i] for i in order],
+            "wall_s": vector("wall_s"),
+            "accuracy": vector("accuracy"),
+            "accuracy_best": vector("accuracy_best"),
+        }
+        for key in keys + extra:
+            cols[key] = flat.get(key, [None] * n)
+        opt, mom, kind = (flat.get(k, [None] * n) for k in ("train.w_optimizer", "train.w_momentum", "model.kind"))
+        cols["optim"] = [f"{o}-{m}" for o, m in zip(opt, mom)]
+        cols["condition"] = [f"{k}-{o}" for k, o in zip(kind, cols["optim"])]
+        layers = {f: _padded(parts)[idx] for f, parts in self.layers.items()}
+        cols["n_layers_energy"] = np.concatenate(
+            [np.full(len(p), p.shape[1], np.int64) for p in self.layers["energy"]] or [np.zeros(0, np.int64)])[idx]
+        for f in PER_LAYER:
+            for k in range(layers[f].shape[1]):
+                cols[f"{f}_{k}"] = layers[f][:, k]
+        energy = layers["energy"]
+        for k in range(1, energy.shape[1]):
+            cols[f"energy_ratio_{k - 1}/{k}"] = energy[:, k - 1] / (energy[:, k] + RATIO_EPS)
+        for k in range(layers["energy_final"].shape[1]):
+            cols[f"energy_final_{k}"] = layers["energy_final"][:, k]
+        return pd.DataFrame(cols)
 
 
-def read_rows(path: str | os.PathLike, trial_ids: list[str]) -> list[Row]:
-    """Rows for `trial_ids` of one file (a worker-process entry point: plain arguments, picklable result).
+def _padded(parts: list[np.ndarray]) -> np.ndarray:
+    """[n, Lmax] float64 from per-block [n_i, L_i] float32 arrays, NaN where a trial has fewer layers."""
+    width = max((p.shape[1] for p in parts), default=0)
+    out = np.full((sum(len(p) for p in parts), width), np.nan)
+    at = 0
+    for p in parts:
+        out[at:at + len(p), : p.shape[1]] = p
+        at += len(p)
+    return out
 
-    Raises:
-        ShardError: the file or a trial in it is unreadable.
+
+def _config_columns(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Flattened config key -> one value per config (None where a config lacks the key).
+
+    Configs of one structure (the same sections and keys: canonical JSON sorts them) are
+    transposed in one `zip`; any other config goes through `flatten`.
     """
-    try:
-        reader = TrialReader(path)
-    except (OSError, ValueError, KeyError) as e:
-        raise ShardError(f"{path}: not readable any more ({e})") from e
-    with reader:
-        return [reader.row(t) for t in trial_ids]
+    n = len(configs)
+    out: dict[str, list[Any]] = {}
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(configs):
+        sig = tuple((k, tuple(v)) if type(v) is dict else k for k, v in c.items())
+        groups.setdefault(sig, []).append(i)
+    for sig, members in groups.items():
+        keys = []
+        for k in sig:
+            if type(k) is tuple:
+                keys += [f"{k[0]}.{k2}" for k2 in k[1]]
+            else:
+                keys.append(k)
+        rows = [[x for v in configs[i].values() for x in (v.values() if type(v) is dict else (v,))] for i in members]
+        columns = list(zip(*rows)) if all(len(r) == len(keys) for r in rows) else None
+        if columns is None or any(dict in set(map(type, column)) for column in columns):
+            for i in members:  # a third level somewhere: the general path for this group
+                for key, value in flatten(configs[i]).items():
+                    out.setdefault(key, [None] * n)[i] = value
+            continue
+        for key, column in zip(keys, columns):
+            if len(members) == n:
+                out[key] = list(column)
+            else:
+                target = out.setdefault(key, [None] * n)
+                for i, value in zip(members, column):
+                    target[i] = value
+    return out
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -183,46 +175,12 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _per_layer(rows: list[Row], field: str) -> np.ndarray:
-    """[n, Lmax] float64, NaN where a trial has fewer layers."""
-    width = max((len(getattr(r, field)) for r in rows), default=0)
-    out = np.full((len(rows), width), np.nan)
-    for i, r in enumerate(rows):
-        values = getattr(r, field)
-        out[i, : len(values)] = values
-    return out
-
-
-def build_table(rows: Iterable[Row]) -> "pd.DataFrame":
-    """One DataFrame, columns in the documented order, rows sorted by trial id (numpy, then one frame)."""
-    import pandas as pd
-
-    rows = sorted(rows, key=lambda r: r.trial_id)
-    configs = [flatten(json.loads(r.config)) for r in rows]
-    keys = valid_keys()
-    extra = sorted({k for c in configs for k in c} - set(keys))
-    cols: dict[str, Any] = {
-        "trial_id": [r.trial_id for r in rows],
-        "status": [r.status for r in rows],
-        "wall_s": np.array([r.wall_s for r in rows], dtype=np.float64),
-        "accuracy": np.array([r.accuracy for r in rows], dtype=np.float64),
-        "accuracy_best": np.array([r.accuracy_best for r in rows], dtype=np.float64),
-    }
-    for key in keys + extra:
-        cols[key] = [c.get(key) for c in configs]
-    cols["optim"] = [f"{c.get('train.w_optimizer')}-{c.get('train.w_momentum')}" for c in configs]
-    cols["condition"] = [f"{c.get('model.kind')}-{o}" for c, o in zip(configs, cols["optim"])]
-    cols["n_layers_energy"] = np.array([len(r.energy) for r in rows], dtype=np.int64)
-    layers = {f: _per_layer(rows, f) for f in (*PER_LAYER, "energy_final")}
-    for f in PER_LAYER:
-        for k in range(layers[f].shape[1]):
-            cols[f"{f}_{k}"] = layers[f][:, k]
-    energy = layers["energy"]
-    for k in range(1, energy.shape[1]):
-        cols[f"energy_ratio_{k - 1}/{k}"] = energy[:, k - 1] / (energy[:, k] + RATIO_EPS)
-    for k in range(layers["energy_final"].shape[1]):
-        cols[f"energy_final_{k}"] = layers["energy_final"][:, k]
-    return pd.DataFrame(cols)
+def build_table(blocks: Iterable[Block]) -> "pd.DataFrame":
+    """The summary table of the trials in `blocks`."""
+    parts = Parts()
+    for block in blocks:
+        parts.add(block)
+    return parts.build()
 
 
 def read_table(path: str | os.PathLike) -> "pd.DataFrame":
@@ -289,7 +247,8 @@ def update_table(path: str | os.PathLike, new: "pd.DataFrame") -> None:
         tmp = f"{path}.tmp.{os.getpid()}"
         try:
             shutil.copyfile(path, tmp)
-            new.reindex(columns=header).to_csv(tmp, mode="a", header=False, index=False)
+            with open(tmp, "a", newline="") as f:
+                f.write(csv_text(new.reindex(columns=header), header=False))
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -306,12 +265,55 @@ def read_ids(path: str | os.PathLike) -> set[str]:
         return {line.split(",", 1)[0] for line in f}
 
 
+def _quote(text: str) -> str:
+    if any(ch in text for ch in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _cells(values: np.ndarray) -> list[str]:
+    """One CSV cell per value, as pandas writes them: floats by repr (exact), NaN and None empty."""
+    kind = values.dtype.kind
+    if kind == "f":
+        cells = list(map(repr, values.tolist()))
+        if np.isnan(values).any():
+            cells = ["" if c == "nan" else c for c in cells]
+        return cells
+    if kind in "iub":
+        return list(map(str, values.tolist()))
+    items = values.tolist()
+    if all(type(x) is str for x in items):
+        if any(ch in "".join(items) for ch in ',"\n\r'):
+            return [_quote(x) for x in items]
+        return items
+    out = []
+    for x in items:
+        if x is None or (isinstance(x, float) and x != x):
+            out.append("")
+        elif isinstance(x, str):
+            out.append(_quote(x))
+        elif isinstance(x, float):
+            out.append(repr(x))
+        else:
+            out.append(_quote(str(x)))
+    return out
+
+
+def csv_text(df: "pd.DataFrame", *, header: bool = True) -> str:
+    """The CSV text of a summary table (what `DataFrame.to_csv(index=False)` writes, column by column)."""
+    columns = [_cells(df[c].to_numpy()) for c in df.columns]
+    lines = [",".join(_quote(str(c)) for c in df.columns)] if header else []
+    lines += [",".join(row) for row in zip(*columns)]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def write_table(df: "pd.DataFrame", path: str | os.PathLike) -> None:
     """Write the summary CSV atomically (tmp + os.replace); floats round-trip exactly."""
     path = os.fspath(path)
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        df.to_csv(tmp, index=False)
+        with open(tmp, "w", newline="") as f:
+            f.write(csv_text(df))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

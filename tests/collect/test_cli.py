@@ -50,25 +50,6 @@ def test_cli_strict_passes_when_clean_and_json_is_one_object(run, repo_root):
     assert (d["expected"], d["complete"], d["n_missing"], d["mode"]) == (1, 1, 0, "full")
 
 
-def test_cli_with_the_reader_worker_process_matches_serial(run, repo_root):
-    from collect.summary import read_table
-
-    trials = [synthetic_trial(s, offset=float(s)) for s in range(6)]
-    run.shard("p0", trials[:3])
-    run.shard("p1", trials[3:])
-    p = _run(["-m", "collect", GRID, "--root", str(run.root), "--no-progress"], repo_root)
-    assert p.returncode == 0, p.stderr
-    serial = read_table(run.paths.summary)
-    env = {**os.environ, "PYTHONPATH": str(repo_root), "PCSWEEP_COLLECT_PARALLEL_MIN": "1"}
-    p = subprocess.run([sys.executable, "-m", "collect", GRID, "--root", str(run.root), "--rebuild", "--json",
-                        "--no-progress"], cwd=repo_root, env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["merged_trials"] == 6  # one JSON object: the worker did not rerun the CLI
-    import pandas as pd
-
-    pd.testing.assert_frame_equal(serial, read_table(run.paths.summary))
-
-
 def test_cli_missing_run_folder_exits_2(run, repo_root):
     p = _run(["-m", "collect", "nosuchgrid", "--root", str(run.root)], repo_root)
     assert p.returncode == 2 and "no such run folder" in p.stderr and "--root" in p.stderr

@@ -25,9 +25,26 @@ def _make_partial(path) -> None:
         del f.attrs["complete"]
 
 
-def _results_arrays(run, trial_id: str) -> dict[str, np.ndarray]:
+def _results_row(run, trial_id: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(arrays, per-row string columns) of one trial, read straight from results.h5's blocks."""
     with h5py.File(run.paths.results, "r") as f:
-        return {n: f["trials"][trial_id][n][()] for n in ARRAY_NAMES}
+        for g in f["blocks"].values():
+            ids = [t.decode() for t in g["trial_id"][()]]
+            if trial_id in ids:
+                i = ids.index(trial_id)
+                strings = {c: g[c].asstr()[i] if g[c].dtype.kind == "O" else g[c][i].decode()
+                           for c in ("trial_id", "config", "status", *merge.PROVENANCE)}
+                return {n: g[n][i] for n in ARRAY_NAMES}, strings
+    raise KeyError(trial_id)
+
+
+def _results_arrays(run, trial_id: str) -> dict[str, np.ndarray]:
+    return _results_row(run, trial_id)[0]
+
+
+def _results_ids(f: h5py.File, deleted: bool = False) -> list[str]:
+    """Trial ids of every row; a deleted row (a replaced copy) has an empty id and is left out unless asked."""
+    return [t.decode() for g in f["blocks"].values() for t in g["trial_id"][()] if deleted or t]
 
 
 @pytest.fixture
@@ -79,13 +96,16 @@ def test_newest_copy_of_a_duplicate_wins_by_values(run, messy):
     got = collect.load_trial(GRID, tid, root=run.root)
     for name in ARRAY_NAMES:
         np.testing.assert_array_equal(got.arrays[name], messy["b_new"].arrays[name])
+    _, cols = _results_row(run, tid)
+    assert cols["shard"] == "s2.h5" and cols["shard_created"] == "2026-01-02T00:00:00+00:00"
+    assert cols["hostname"] == "node-s2" and cols["slurm_job_id"] == "job-s2"
     with h5py.File(run.paths.results, "r") as f:
-        g = f["trials"][tid]
-        assert g.attrs["shard"] == "s2.h5" and g.attrs["shard_created"] == "2026-01-02T00:00:00+00:00"
-        assert g.attrs["hostname"] == "node-s2" and g.attrs["slurm_job_id"] == "job-s2"
-        assert f.attrs["schema"] == "pcsweep-results" and f.attrs["schema_version"] == 1
+        assert f.attrs["schema"] == "pcsweep-results" and f.attrs["schema_version"] == 2
         assert f.attrs["grid"] == GRID and "created" in f.attrs
-        assert sorted(f["trials"]) == sorted(messy[k].trial_id for k in ("a", "b", "c", "d", "bp"))
+        assert sorted(_results_ids(f)) == sorted(messy[k].trial_id for k in ("a", "b", "c", "d", "bp"))
+        # one block per array shape: the PC trials (T = 3, L = 3) and the BP trial (T = 1, L = 1)
+        assert sorted(len(g["trial_id"]) for g in f["blocks"].values()) == [1, 4]
+        assert all(g["energy"].ndim == 5 and g["energy"].chunks is None for g in f["blocks"].values())  # contiguous
 
 
 def test_equal_created_falls_back_to_file_mtime(run):
@@ -150,7 +170,7 @@ def test_diverged_and_bp_rows_keep_nans_where_values_are_nan(run, messy):
 def test_incremental_collect_reads_only_the_new_shard(run, messy):
     collect.collect(GRID, run.root, progress=False)
     before = {k: _results_arrays(run, messy[k].trial_id) for k in ("a", "b")}
-    a_prov = h5py.File(run.paths.results, "r")["trials"][messy["a"].trial_id].attrs["shard"]
+    a_prov = _results_row(run, messy["a"].trial_id)[1]["shard"]
     unchanged = collect.collect(GRID, run.root, progress=False)
     assert unchanged.mode == "unchanged" and unchanged.new_shards == 0 and unchanged.complete == 5
     f = messy["f"]
@@ -161,8 +181,7 @@ def test_incremental_collect_reads_only_the_new_shard(run, messy):
     for k, arrays in before.items():
         for name in ARRAY_NAMES:
             np.testing.assert_array_equal(_results_arrays(run, messy[k].trial_id)[name], arrays[name])
-    with h5py.File(run.paths.results, "r") as h:
-        assert h["trials"][messy["a"].trial_id].attrs["shard"] == a_prov
+    assert _results_row(run, messy["a"].trial_id)[1]["shard"] == a_prov
     assert len(collect.load_summary(GRID, root=run.root)) == 6
     assert run.leftovers() == []
 
@@ -202,7 +221,7 @@ def test_a_bad_trial_sets_its_shard_aside_and_an_older_copy_takes_over(run):
     run.shard("old", [t_old], created="2026-01-01T00:00:00+00:00")
     path = run.shard("new", [t_new, other], created="2026-01-02T00:00:00+00:00")
     with h5py.File(path, "a") as f:
-        del f["trials"][t_new.trial_id]["energy_var"]
+        del f["blocks"]["0"]["energy_var"]
     r = collect.collect(GRID, run.root, progress=False)
     assert [n for n, _ in r.corrupt] == ["new.h5"] and "energy_var" in r.corrupt[0][1]
     assert r.complete == 1  # `other` lived only in the bad shard
@@ -253,7 +272,7 @@ def test_results_held_open_by_a_reader_get_a_new_file(run, messy):
     run.shard("s5", [messy["f"]], created="2026-01-03T00:00:00+00:00")
     with h5py.File(run.paths.results, "r") as reader:
         r = collect.collect(GRID, run.root, progress=False)
-        assert len(reader["trials"]) == 5  # the reader still sees the file it opened
+        assert len(_results_ids(reader)) == 5  # the reader still sees the file it opened
     assert r.complete == 6 and len(collect.load_summary(GRID, root=run.root)) == 6
     assert r.mode == "full" and any("cannot update in place" in n for n in r.notes)
 
@@ -266,17 +285,23 @@ def test_edited_results_trigger_a_full_collect(run, messy):
     assert len(collect.load_summary(GRID, root=run.root)) == 5
 
 
-def test_parallel_row_reading_matches_serial(run, monkeypatch):
-    from collect import pipeline
-
-    trials = [synthetic_trial(s, offset=float(s)) for s in range(12)]
-    for i in range(3):
-        run.shard(f"p{i}", trials[i * 4:(i + 1) * 4])
+def test_a_replaced_trial_deletes_its_old_row_and_a_new_shape_gets_a_block(run):
+    a, b = synthetic_trial(1), synthetic_trial(2)
+    run.shard("s1", [a, b], created="2026-01-01T00:00:00+00:00")
     collect.collect(GRID, run.root, progress=False)
-    serial = collect.load_summary(GRID, root=run.root)
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN_TRIALS", 1)
-    collect.collect(GRID, run.root, rebuild=True, progress=False)
-    pd.testing.assert_frame_equal(serial, collect.load_summary(GRID, root=run.root))
+    a_new, bp = synthetic_trial(1, offset=5.0), synthetic_trial(3, kind="bp")
+    run.shard("s2", [a_new, bp], created="2026-01-02T00:00:00+00:00")
+    r = collect.collect(GRID, run.root, progress=False)
+    assert r.mode == "incremental" and r.merged_trials == 2 and r.complete == 3
+    with h5py.File(run.paths.results, "r") as f:  # a's old row is deleted (empty id); a's and bp's rows are new
+        assert sorted(_results_ids(f)) == sorted([a.trial_id, b.trial_id, bp.trial_id])
+        assert _results_ids(f, deleted=True).count("") == 1
+    np.testing.assert_array_equal(_results_arrays(run, a.trial_id)["energy"], a_new.arrays["energy"])
+    assert _results_row(run, a.trial_id)[1]["shard"] == "s2.h5"
+    got = collect.load_trial(GRID, bp.trial_id, root=run.root)
+    assert got.config == bp.config and got.wall_s == bp.wall_s
+    for name in ARRAY_NAMES:
+        np.testing.assert_array_equal(got.arrays[name], bp.arrays[name])
 
 
 def test_empty_run_folder_and_missing_folder(run, tmp_path):
