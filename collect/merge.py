@@ -401,7 +401,7 @@ class BlockStore:
         return cols
 
     def _place(self, trial_ids: list[str], key: ShapeKey, cols: dict[str, np.ndarray], write_arrays) -> None:
-        """Delete old rows of these trials, then write `cols` and (via `write_arrays(offsets, at, done, m)`) the arrays."""
+        """Delete these trials' old rows; write `cols`, and the arrays via `write_arrays(offsets, at, done, m)`."""
         for tid in trial_ids:
             old = self.index.pop(tid, None)
             if old is not None:

@@ -55,7 +55,8 @@ def test_round_trip_groups_trials_by_shape(tmp_path, trials):
         _same(shard.trial(trials[2].trial_id), trials[2])
         blocks = list(shard.blocks())
         assert [len(b) for b in blocks] == [3, 1]
-        assert blocks[0].arrays["energy"].shape == (3, 2, 3, 5, 3) and blocks[1].arrays["energy"].shape == (1, 2, 3, 2, 1)
+        assert blocks[0].arrays["energy"].shape == (3, 2, 3, 5, 3)
+        assert blocks[1].arrays["energy"].shape == (1, 2, 3, 2, 1)
         assert blocks[0].trial_ids == [trials[0].trial_id, trials[1].trial_id, trials[3].trial_id]
         assert json.loads(blocks[0].configs[0]) == trials[0].config and blocks[0].status[1] == "diverged"
         (only,) = shard.blocks([trials[3].trial_id])
