@@ -73,15 +73,19 @@ def failed_records(paths: RunPaths) -> dict[str, str]:
 
 
 def grid_name(spec: str) -> str:
-    """GRID on the command line: a grid name, or a grid YAML file whose `name` is read."""
+    """GRID on the command line: a grid name, or a grid YAML file whose `name` is read.
+
+    The file is parsed with launch's grid reader (grid files use YAML flow sequences as keys for
+    joint axes, which plain `yaml.safe_load` refuses).
+    """
     path = Path(spec)
     if spec.endswith((".yaml", ".yml")) or path.is_file():
-        import yaml
+        from launch.grid import GridError, read_grid_document
 
         try:
-            doc = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"{spec}: cannot read the grid file ({e}); pass a grid name or a readable grid YAML") from e
+            doc = read_grid_document(path)
+        except GridError as e:
+            raise ValueError(f"{e}; pass a grid name or a readable grid YAML") from e
         if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
             raise ValueError(f"{spec}: no top-level `name:` string; add one or pass the grid name instead")
         return doc["name"]

@@ -91,3 +91,13 @@ def test_collect_never_loads_jax(run, repo_root):
     """)
     p = _run(["-c", code], repo_root)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+
+
+def test_grid_name_reads_the_repository_grid_files_with_joint_axes(repo_root):
+    # grids/*.yaml use flow sequences as keys (`[train.w_optimizer, train.w_momentum]:`), which
+    # yaml.safe_load refuses; `python -m collect grids/demo.yaml` must still find the name
+    from collect.expected import grid_name
+
+    assert grid_name(str(repo_root / "grids" / "demo.yaml")) == "demo"
+    assert grid_name(str(repo_root / "grids" / "stability.yaml")) == "stability"
+    assert grid_name("demo") == "demo"
