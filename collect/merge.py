@@ -25,12 +25,12 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5f, h5g, h5p, h5s, h5t
+from h5py import h5d, h5f, h5g, h5p, h5s, h5t
 
 from pc.paths import RunPaths
 from pc.shard import (ARRAY_NAMES, BLOCKS, CONFIG_DTYPE, MAX_TRIAL_ID, SCHEMA, SCHEMA_VERSION, STATUS_DTYPE, Block,
                       BlockInfo, ShapeKey, ShardError, TrialResult, check_blocks, group_by_shape, open_shard,
-                      read_block, trial_id_dtype)
+                      read_attr, read_block, trial_id_dtype)
 
 RESULTS_SCHEMA = "pcsweep-results"
 RESULTS_SCHEMA_VERSION = 2
@@ -81,17 +81,6 @@ def _shape_key(energy: tuple[int, ...], w: tuple[int, ...]) -> ShapeKey:
     return ((energy[0],), energy, energy, w, w, w)
 
 
-def _attr_ll(oid: Any, name: str) -> Any:
-    """A scalar attribute through h5py's low-level API, or None when absent."""
-    key = name.encode()
-    if not h5a.exists(oid, key):
-        return None
-    attr = h5a.open(oid, key)
-    buf = np.empty(attr.shape, dtype=attr.dtype)
-    attr.read(buf)
-    return _plain(buf[()])
-
-
 def probe(path: Path) -> ShardInfo:
     """Check a shard's schema, version and `complete` flag and list its trials by block.
 
@@ -109,7 +98,7 @@ def probe(path: Path) -> ShardInfo:
     except (OSError, ValueError, RuntimeError) as e:
         raise ShardError(f"{path}: not a readable HDF5 file (truncated or corrupt): {e}") from e
     try:
-        schema, version, complete = (_attr_ll(fid, k) for k in ("schema", "schema_version", "complete"))
+        schema, version, complete = (read_attr(fid, k) for k in ("schema", "schema_version", "complete"))
         if schema != SCHEMA:
             raise ShardError(f"{path}: schema is {schema!r}; expected {SCHEMA!r}")
         if version != SCHEMA_VERSION:
@@ -117,7 +106,7 @@ def probe(path: Path) -> ShardInfo:
                              f"only (a version-1 shard has one group per trial: rerun its task to rewrite it)")
         if complete is not True:
             raise ShardError(f"{path}: no 'complete' flag: the write did not finish (partial shard)")
-        created, hostname, job = (str(_attr_ll(fid, k) or "") for k in ("created", "hostname", "slurm_job_id"))
+        created, hostname, job = (str(read_attr(fid, k) or "") for k in ("created", "hostname", "slurm_job_id"))
         try:
             blocks_id = h5g.open(fid, BLOCKS.encode())
         except (KeyError, ValueError, TypeError) as e:
@@ -148,14 +137,6 @@ def probe(path: Path) -> ShardInfo:
     return ShardInfo(name=path.name, path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, created=created,
                      hostname=hostname, slurm_job_id=job, trial_ids=tuple(t for b in blocks for t in b.trial_ids),
                      blocks=tuple(blocks))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _open_probed(info: ShardInfo):

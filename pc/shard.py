@@ -414,7 +414,7 @@ class Shard:
         """One file attribute (decoded), without reading the others."""
         if self._attrs is not None:
             return self._attrs.get(name, default)
-        value = _attr_ll(self.file.id, name)
+        value = read_attr(self.file.id, name)
         return default if value is None else value
 
     def checked_blocks(self) -> list[tuple[BlockInfo, dict[str, Any]]]:
@@ -473,7 +473,7 @@ def _attr(value: Any) -> Any:
     return value
 
 
-def _attr_ll(oid: Any, name: str) -> Any:
+def read_attr(oid: Any, name: str) -> Any:
     """A scalar attribute, decoded, through h5py's low-level API (cheaper than `attrs.get`); None if absent."""
     key = name.encode()
     if not h5a.exists(oid, key):
@@ -497,7 +497,7 @@ def open_shard(shard_path: str | os.PathLike) -> Shard:
     except (OSError, ValueError) as e:
         raise ShardError(f"{shard_path}: not a readable HDF5 file (truncated or corrupt): {e}") from e
     try:
-        schema, version, complete = (_attr_ll(f.id, k) for k in ("schema", "schema_version", "complete"))
+        schema, version, complete = (read_attr(f.id, k) for k in ("schema", "schema_version", "complete"))
         if schema != SCHEMA:
             raise ShardError(f"{shard_path}: schema is {schema!r}; expected {SCHEMA!r}")
         if version != SCHEMA_VERSION:

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 
 from plots import style
-from plots.data import SkipFigure, paper_energy_trials, read_arrays
+from plots.data import paper_energy_trials, read_arrays
 
 
 def long_table(summary: pd.DataFrame, results: Path, dataset: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -34,20 +31,8 @@ def long_table(summary: pd.DataFrame, results: Path, dataset: str | None) -> tup
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     """Energy per layer at t = T-1 vs epoch (log y), the paper's 'energy vs T' panel."""
     rows, table = long_table(summary, results, dataset)
-    shown = table[np.isfinite(table["energy"]) & (table["energy"] > 0)]
-    if shown.empty:
-        raise SkipFigure("every energy of the chosen trials is zero or not finite")
-    fig, ax = plt.subplots(figsize=style.figsize("half", 1.4 * style.GOLDEN))
-    layers = sorted(shown["layer"].unique(), key=int)
-    sns.lineplot(shown, x="epoch", y="energy", hue="layer", hue_order=layers, marker="o",
-                 palette=style.LAYER_COLORS[: len(layers)], errorbar=("ci", 95), seed=0, ax=ax)
-    ax.set_yscale("log")
-    ax.set_xlabel("Epoch")
-    ax.set_ylabel("Energy norm")
-    ax.set_title("Energy Norm per Epoch")
+    fig, ax = style.layer_energy_figure(table, "epoch", "Epoch", "Energy Norm per Epoch")
     ax.set_xticks(range(1, int(table["epoch"].max()) + 1))
-    ax.legend(title="Layer", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-              fontsize="x-small", title_fontsize="x-small", handlelength=1.2)
     style.caption(fig, f"{style.condition_title(rows)}; last batch of each epoch, step t=T-1; "
                        f"n={len(rows)} seeds")
     return fig

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import seaborn as sns
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from plots import style
-from plots.data import SkipFigure, paper_energy_trials, read_arrays
+from plots.data import paper_energy_trials, read_arrays
 
 
 def long_table(summary: pd.DataFrame, results: Path, dataset: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -49,20 +46,8 @@ def zero_steps(table: pd.DataFrame) -> dict[str, list[int]]:
 def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
     """Energy per layer vs inference step (log y) for the paper's chosen PC AdamW condition."""
     rows, table = long_table(summary, results, dataset)
-    shown = table[np.isfinite(table["energy"]) & (table["energy"] > 0)]
-    if shown.empty:
-        raise SkipFigure("every energy of the chosen trials is zero or not finite")
-    fig, ax = plt.subplots(figsize=style.figsize("half", 1.4 * style.GOLDEN))
-    layers = sorted(shown["layer"].unique(), key=int)
-    sns.lineplot(shown, x="t", y="energy", hue="layer", hue_order=layers, marker="o",
-                 palette=style.LAYER_COLORS[: len(layers)], errorbar=("ci", 95), seed=0, ax=ax)
-    ax.set_yscale("log")
-    ax.set_xlabel("Inference step $t$")
-    ax.set_ylabel("Energy norm")
-    ax.set_title("Energy Norm per Step")
+    fig, ax = style.layer_energy_figure(table, "t", "Inference step $t$", "Energy Norm per Step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
-    ax.legend(title="Layer", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-              fontsize="x-small", title_fontsize="x-small", handlelength=1.2)
     note = f"{style.condition_title(rows)}; last batch, last epoch; n={len(rows)} seeds"
     if zeros := zero_steps(table):
         note += "\nExactly 0, not drawn on the log axis: " + "; ".join(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib import MatplotlibDeprecationWarning
 import seaborn as sns
 from matplotlib.axes import Axes
@@ -131,6 +132,29 @@ def legend_above(ax: Axes) -> None:
     ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(labels), frameon=False,
               fontsize="x-small", handlelength=1.2, columnspacing=1.0, borderaxespad=0.1)
     ax.set_title(ax.get_title(), pad=20)  # points: room for the legend row under the title
+
+
+def layer_energy_figure(table: "pd.DataFrame", x: str, xlabel: str, title: str) -> tuple[Figure, Axes]:
+    """Energy norm per layer against `x` (log y; mean and 95% CI over seeds): both energy figures.
+
+    Zero and non-finite values cannot sit on a log axis and are left out; the caller says so.
+    """
+    from plots.data import SkipFigure  # plots.data imports this module
+
+    shown = table[np.isfinite(table["energy"]) & (table["energy"] > 0)]
+    if shown.empty:
+        raise SkipFigure("every energy of the chosen trials is zero or not finite")
+    fig, ax = plt.subplots(figsize=figsize("half", 1.4 * GOLDEN))
+    layers = sorted(shown["layer"].unique(), key=int)
+    sns.lineplot(shown, x=x, y="energy", hue="layer", hue_order=layers, marker="o",
+                 palette=LAYER_COLORS[: len(layers)], errorbar=("ci", 95), seed=0, ax=ax)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Energy norm")
+    ax.set_title(title)
+    ax.legend(title="Layer", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+              fontsize="x-small", title_fontsize="x-small", handlelength=1.2)
+    return fig, ax
 
 
 def caption(fig: Figure, text: str) -> None:

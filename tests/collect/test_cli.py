@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import GRID, synthetic_trial
+from collect_cases import GRID, synthetic_trial
 
 
 def _run(args: list[str], repo_root, **kw) -> subprocess.CompletedProcess:

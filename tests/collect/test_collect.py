@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import GRID, synthetic_trial
+from collect_cases import GRID, synthetic_trial
 
 import collect
 from collect import merge

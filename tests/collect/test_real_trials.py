@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import GRID
+from collect_cases import GRID
 
 import collect
 
