@@ -42,24 +42,23 @@ Run `python -m launch status --help` and `python -m launch cancel --help` for th
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {value}; expected an integer >= 1")
-    return value
+def _int_at_least(low: int):
+    """An argparse type: an integer >= low, with a message that names what was given."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"got {value}; expected an integer >= {low}")
+        return value
+
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"got {value}; expected an integer >= 0")
-    return value
+_positive_int = _int_at_least(1)
+_nonneg_int = _int_at_least(0)
 
 
 def _positive_float(text: str) -> float:
