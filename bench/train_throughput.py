@@ -14,7 +14,9 @@ Time is CPU-seconds (`time.process_time`, all threads of this process), robust o
 machine; with --gpu it is wall seconds. Each ratio is candidate trials per second over baseline
 trials per second; the candidate's compile is reported apart (it is paid once per shape and
 process, the baseline's once per trial). The FLOP fraction is the group program's matmul GFLOP/s
-(`pc.train.flops_per_trial_epoch`) over a plain jitted `jnp.dot` of 1024^3 on the same device.
+(`pc.train.flops_per_trial_epoch`: the products XLA runs after merging repeated ones) over a plain
+jitted `jnp.dot` of 1024^3 on the same device. It also prints the rates of the two matmul layouts
+of a state step (see `pc.model.linear_t`).
 The last line printed is one JSON object.
 """
 
@@ -129,6 +131,30 @@ def dot_gflops(clock) -> float:
     return 2 * 1024**3 * n / (clock() - t0) / 1e9
 
 
+def gemm_layouts(clock) -> dict[str, float]:
+    """GFLOP/s of the two matmul layouts of a PC state step at FashionMNIST shapes (B = 128, 1024^2).
+
+    x @ W.T is the forward ("NT"); e @ W the input gradient ("NN"), which `pc.model.linear_t` turns
+    into an NT product with a transposed copy of W made once per mini-batch (also timed).
+    """
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.standard_normal((1024, 1024)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((128, 1024)), jnp.float32)
+    out = {}
+    for name, fn in (("nt", lambda x, w: x @ w.T), ("nn", lambda x, w: x @ w),
+                     ("transpose", lambda x, w: jax.lax.optimization_barrier(w.T))):
+        f = jax.jit(fn)
+        f(x, w).block_until_ready()
+        n, t0 = 0, clock()
+        while clock() - t0 < 1.0 or n < 5:
+            f(x, w).block_until_ready()
+            n += 1
+        seconds = (clock() - t0) / n
+        out[f"gemm_{name}_gflops" if name != "transpose" else "transpose_1024_ms"] = (
+            2 * 128 * 1024 * 1024 / seconds / 1e9 if name != "transpose" else seconds * 1e3)
+    return out
+
+
 def run_case(name: str, cfg: TrialConfig, ds: Dataset, n_group: int, n_base: int, clock, log) -> dict:
     data = {k: jnp.asarray(getattr(ds, k)) for k in ("train_x", "train_y", "test_x", "test_y")}
     seeds = range(n_group)
@@ -191,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; epochs {epochs}")
     dot = dot_gflops(clock)
     log(f"plain jnp.dot 1024^3: {dot:.1f} GFLOP/s")
+    layouts = gemm_layouts(clock)
+    log(f"B=128 x 1024^2 matmul: x @ W.T {layouts['gemm_nt_gflops']:.1f} GFLOP/s, e @ W "
+        f"{layouts['gemm_nn_gflops']:.1f} GFLOP/s; transposing W {layouts['transpose_1024_ms']:.1f} ms")
     # The paper's stability-study moons setting for PC-SGD (stable, so the accuracy cross-check
     # between the two implementations is meaningful; AdamW at gamma 0.1 is chaotic there).
     moons = TrialConfig.from_mapping({"model": {"width": 128}, "train": {
@@ -205,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and not args.gpu:
         sizes = {"moons_w128": (32, 2), "moons_w1024": (4, 1), "fmnist_w1024": (2, 1)}
     result = {"mode": "gpu" if args.gpu else "cpu", "device": f"{device.platform}:{device.device_kind}",
-              "epochs": epochs, "fmnist_batches": fm_batches, "dot_gflops": dot}
+              "epochs": epochs, "fmnist_batches": fm_batches, "dot_gflops": dot, **layouts}
     for name in args.cases.split(","):
         if name == "moons_w128":
             cfg, ds = moons, load_data(moons.data)

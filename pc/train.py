@@ -10,7 +10,9 @@ at the final states. The program is
 
 with per-trial arrays for seed-derived weights, gamma, w_lr, momentum and weight decay (the last
 three live in an `optax.inject_hyperparams` state with a trial axis). One `GroupProgram` exists per
-(static config, group size) and is reused, so new values and seeds never recompile.
+(static config, group size) and is reused, so new values and seeds never recompile. For large
+shapes the state steps multiply by transposed weight copies (`transposed_weights_pay`): same math,
+faster matmuls on CPU.
 
 Metrics per trial and batch (DESIGN.md section 5): energy, energy_var [T+1, L] (t = 0 before the
 first state update, t = T at the states of the weight step); w_norm (after the update),
@@ -94,21 +96,43 @@ def _first_layer(x, *, model):
     return model.act_fn(model.layers[0](x))
 
 
-@pxf.vmap(_VODE_AXES, in_axes=(0,), out_axes=(None, 0), axis_name="batch")
-def _energy_given_u1(u1, *, model):
-    """`_energy` with the first layer's output precomputed (the T state steps)."""
-    model(None, u1=u1)
+@pxf.vmap(_VODE_AXES, in_axes=(0, None), out_axes=(None, 0), axis_name="batch")
+def _energy_given_u1(u1, w_t, *, model):
+    """`_energy` with the first layer's output and the later layers' W^T precomputed (the T state steps)."""
+    model(None, u1=u1, w_t=w_t)
     per_layer = jnp.stack([vode.energy() for vode in model.vodes])
     return jax.lax.pmean(model.energy(), "batch"), per_layer
 
 
-def train_on_batch(x, y, h_lr, *, model, optim_w, kind: str, T: int) -> dict[str, jax.Array]:
-    """One mini-batch of one trial; returns its metrics (see the module docstring)."""
+def transposed_weights_pay(dims: Sequence[int], batch_size: int) -> bool:
+    """Whether the T state steps should multiply by transposed weight copies (`pc.model.linear_t`).
+
+    Measured on the 2-core development CPU (group epochs, with against without): 14-16% faster at
+    batch 128 and width 1024 or 2048, 6-10% at batch 256 x 1024; no gain or a loss at batch <= 64
+    or width <= 512, where the per-batch transpose is not paid back. Static per shape, so a trial's
+    results still do not depend on its group.
+    """
+    return batch_size >= 128 and min(dims[1:-1]) >= 1024
+
+
+def train_on_batch(
+    x, y, h_lr, *, model, optim_w, kind: str, T: int, transpose_w: bool = False
+) -> dict[str, jax.Array]:
+    """One mini-batch of one trial; returns its metrics (see the module docstring).
+
+    transpose_w: give the state steps W^T copies (see `transposed_weights_pay`); same math.
+    """
     with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
         _forward(x, y, model=model)
     if kind == "pc":
         optim_h = pxu.Optim(lambda: optax.sgd(h_lr), _h_mask()(model))
-        u1 = _first_layer(x, model=model)  # hoisted out of the T steps (the weights do not move there)
+        # Hoisted out of the T steps, as the weights do not move there: the first layer's output, and
+        # (for large shapes) W^T of the later layers, whose input gradients then run as fast NT
+        # matmuls (`linear_t`). The barrier keeps XLA from folding the transpose back into W.
+        u1 = _first_layer(x, model=model)
+        w_t = None
+        if transpose_w:
+            w_t = jax.lax.optimization_barrier([layer.nn.weight.get().T for layer in model.layers[1:]])
 
         # T is small and static: a Python loop (unrolled in the trace) rather than a scan, whose carry
         # would hold the whole model; same results bit for bit, a little faster on CPU.
@@ -116,7 +140,7 @@ def train_on_batch(x, y, h_lr, *, model, optim_w, kind: str, T: int) -> dict[str
         for _ in range(T):
             with pxu.step(model, clear_params=pxc.VodeParam.Cache):
                 (_, (e,)), g = pxf.value_and_grad(_h_mask().to([False, True]), has_aux=True)(_energy_given_u1)(
-                    u1, model=model
+                    u1, w_t, model=model
                 )
             # dE_mean/dh_i = dE_i/dh_i / B: scale back so each sample moves by gamma * dE_i/dh_i.
             optim_h.step(model, g["model"], scale_by=x.shape[0])
@@ -154,12 +178,13 @@ def _correct(x, y, *, model):
     return jnp.sum(jnp.argmax(logits, axis=-1) == jnp.argmax(y, axis=-1))
 
 
-def _make_epoch(kind: str, T: int):
+def _make_epoch(kind: str, T: int, transpose_w: bool):
     """Compiled epoch: (perm [N, B], h_lr [N], data) -> (metrics [N, B, ...], accuracy [N])."""
 
     def per_trial(perm, h_lr, xs, ys, test_x, test_y, *, model, optim_w):
         def batch_step(idx, *, model, optim_w):
-            return (), train_on_batch(xs[idx], ys[idx], h_lr, model=model, optim_w=optim_w, kind=kind, T=T)
+            return (), train_on_batch(xs[idx], ys[idx], h_lr, model=model, optim_w=optim_w, kind=kind, T=T,
+                                      transpose_w=transpose_w)
 
         _, metrics = pxf.scan(batch_step, xs=perm)(model=model, optim_w=optim_w)
 
@@ -183,10 +208,13 @@ class GroupProgram:
 
     Holds one pcx model and one weight optimizer whose arrays carry a leading trial axis; `start`
     loads new trials into them, `epoch` trains one epoch. Reusing the same objects is what keeps
-    the jit cache warm (a new pcx model or `Optim.init` would recompile).
+    the jit cache warm (a new pcx model or `Optim.init` would recompile). `transpose_w` defaults to
+    `transposed_weights_pay` for the shape (tests force either path).
     """
 
-    def __init__(self, cfg: TrialConfig, d_in: int, n_classes: int, n: int) -> None:
+    def __init__(
+        self, cfg: TrialConfig, d_in: int, n_classes: int, n: int, *, transpose_w: bool | None = None
+    ) -> None:
         self.kind, self.T, self.n = cfg.model.kind, cfg.train.T, n
         self.dims = dims_of(cfg, d_in, n_classes)
         self.activation = cfg.model.activation
@@ -196,7 +224,10 @@ class GroupProgram:
         for vode, width in zip(self.model.vodes, self.dims[-len(self.model.vodes):]):
             vode.shape.set((width,))  # what the first forward call would record
         self.optim_w = pxu.Optim(w_optimizer_factory(self.w_optimizer), pxu.M(pxnn.LayerParam)(self.model))
-        self._epoch = _make_epoch(self.kind, self.T)
+        if transpose_w is None:
+            transpose_w = transposed_weights_pay(self.dims, cfg.data.batch_size)
+        self.transpose_w = transpose_w
+        self._epoch = _make_epoch(self.kind, self.T, transpose_w)
         self._h_lr = None
 
     def start(self, cfgs: Sequence[TrialConfig]) -> None:
@@ -259,26 +290,28 @@ def padded_size(n: int, sizes: Sequence[int]) -> int:
 
 
 def flops_per_trial_epoch(cfg: TrialConfig, d_in: int, n_classes: int, n_batches: int, n_test: int) -> float:
-    """Matmul FLOPs the algorithm performs in one trial-epoch (2 per multiply-add).
+    """Matmul FLOPs one trial-epoch performs (2 per multiply-add): the products XLA actually runs.
 
-    Per training sample, with m = the three layers' matmuls (2*in*out each): forward init m; the first
-    layer's output once more (it is fixed during inference); each of the T state passes a forward
-    through W2 and W3 plus the state gradients through W2 and W3; the weight pass a forward m plus the
-    weight gradients m (no input gradients: the states are not differentiated).
-    BP: forward init, forward, weight gradients, input gradients through W2, W3. Test: one forward.
-    Elementwise work is not counted.
+    XLA merges repeated identical products (CSE), so each is counted once. Per training sample, with
+    m = the three layers' matmuls (2*in*out each) and m' = those of layers 2 and 3:
+    PC: the first layer once (the forward init, the hoisted u1 and the weight pass share it); the
+    later layers forward at the states h(0) = forward init, h(1), ..., h(T) (T + 1 times); their input
+    gradients in the T state steps (T times); the weight gradients m.
+    BP: the forward once (init and loss pass share it), the weight gradients m, the input gradients m'.
+    Test: one forward per sample. Elementwise work is not counted. tests/pc check this against the
+    dot instructions of the compiled program.
     """
     dims = dims_of(cfg, d_in, n_classes)
     m = [2 * a * b for a, b in zip(dims[:-1], dims[1:])]
-    fwd, back = sum(m), sum(m[1:])
+    fwd, later = sum(m), sum(m[1:])
     if cfg.model.kind == "pc":
-        per_sample = fwd + m[0] + cfg.train.T * 2 * back + 2 * fwd
+        per_sample = m[0] + (cfg.train.T + 1) * later + cfg.train.T * later + fwd
     else:
-        per_sample = fwd + 2 * fwd + back  # forward init, forward, dE/dW, input gradients
+        per_sample = fwd + fwd + later
     return float(per_sample * cfg.data.batch_size * n_batches + fwd * n_test)
 
 
 __all__ = [
     "GROUP_SIZES", "GroupProgram", "dims_of", "drop_program", "flops_per_trial_epoch", "get_program",
-    "group_sizes", "padded_size", "train_on_batch", "w_optimizer_factory",
+    "group_sizes", "padded_size", "train_on_batch", "transposed_weights_pay", "w_optimizer_factory",
 ]
