@@ -119,16 +119,21 @@ def synthetic_fmnist(n_batches: int, n_test_batches: int) -> Dataset:
     return Dataset(x[:n_batches], y[:n_batches], x[n_batches:], y[n_batches:])
 
 
+def seconds_per_call(fn, *args, clock, min_s: float) -> float:
+    """Mean `clock` seconds of one call of jitted `fn(*args)`, after a warm-up call (at least 5 calls)."""
+    f = jax.jit(fn)
+    f(*args).block_until_ready()
+    n, t0 = 0, clock()
+    while clock() - t0 < min_s or n < 5:
+        f(*args).block_until_ready()
+        n += 1
+    return (clock() - t0) / n
+
+
 def dot_gflops(clock) -> float:
     """GFLOP per second (of `clock`) of a plain jitted 1024^3 float32 matmul."""
     a = jnp.asarray(np.random.default_rng(0).standard_normal((1024, 1024)), jnp.float32)
-    f = jax.jit(lambda p, q: p @ q)
-    f(a, a).block_until_ready()
-    n, t0 = 0, clock()
-    while clock() - t0 < 2.0 or n < 5:
-        f(a, a).block_until_ready()
-        n += 1
-    return 2 * 1024**3 * n / (clock() - t0) / 1e9
+    return 2 * 1024**3 / seconds_per_call(lambda p, q: p @ q, a, a, clock=clock, min_s=2.0) / 1e9
 
 
 def gemm_layouts(clock) -> dict[str, float]:
@@ -140,19 +145,13 @@ def gemm_layouts(clock) -> dict[str, float]:
     rng = np.random.default_rng(0)
     w = jnp.asarray(rng.standard_normal((1024, 1024)), jnp.float32)
     x = jnp.asarray(rng.standard_normal((128, 1024)), jnp.float32)
-    out = {}
-    for name, fn in (("nt", lambda x, w: x @ w.T), ("nn", lambda x, w: x @ w),
-                     ("transpose", lambda x, w: jax.lax.optimization_barrier(w.T))):
-        f = jax.jit(fn)
-        f(x, w).block_until_ready()
-        n, t0 = 0, clock()
-        while clock() - t0 < 1.0 or n < 5:
-            f(x, w).block_until_ready()
-            n += 1
-        seconds = (clock() - t0) / n
-        out[f"gemm_{name}_gflops" if name != "transpose" else "transpose_1024_ms"] = (
-            2 * 128 * 1024 * 1024 / seconds / 1e9 if name != "transpose" else seconds * 1e3)
-    return out
+    flops = 2 * 128 * 1024 * 1024
+    return {
+        "gemm_nt_gflops": flops / seconds_per_call(lambda x, w: x @ w.T, x, w, clock=clock, min_s=1.0) / 1e9,
+        "gemm_nn_gflops": flops / seconds_per_call(lambda x, w: x @ w, x, w, clock=clock, min_s=1.0) / 1e9,
+        "transpose_1024_ms": 1e3 * seconds_per_call(lambda w: jax.lax.optimization_barrier(w.T), w, clock=clock,
+                                                     min_s=1.0),
+    }
 
 
 def run_case(name: str, cfg: TrialConfig, ds: Dataset, n_group: int, n_base: int, clock, log) -> dict:

@@ -160,4 +160,4 @@ def _init_fn(kind: str, dims: tuple[int, ...], activation: str):
     return _INIT_CACHE[key]
 
 
-__all__ = ["ACTIVATIONS", "BPModel", "PCModel", "build_model", "linear_t", "init_weights", "set_weights", "weights"]
+__all__ = ["ACTIVATIONS", "BPModel", "PCModel", "build_model", "init_weights", "linear_t", "set_weights", "weights"]

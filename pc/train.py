@@ -226,7 +226,6 @@ class GroupProgram:
         self.optim_w = pxu.Optim(w_optimizer_factory(self.w_optimizer), pxu.M(pxnn.LayerParam)(self.model))
         if transpose_w is None:
             transpose_w = transposed_weights_pay(self.dims, cfg.data.batch_size)
-        self.transpose_w = transpose_w
         self._epoch = _make_epoch(self.kind, self.T, transpose_w)
         self._h_lr = None
 
