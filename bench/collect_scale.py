@@ -2,7 +2,7 @@
 
 Writes N trials (default 50,000; PC, E=8 epochs, B=32 batches, T=8, L=3, so energy is
 [8, 32, 9, 3] float32, ~64 KB of arrays per trial) in shards of 100 trials into a temporary run
-folder, with `pc.shard.write_shard` itself (the arrays of one random template are reused; every
+folder, with `contracts.shard.write_shard` itself (the arrays of one random template are reused; every
 trial has its own config and id), then measures:
   1. a full collect (target >= 2,000 trials/s on the reference machine);
   2. an incremental collect after adding 1% new shards (target < 5 s);
@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pc.config import TrialConfig, trial_id  # noqa: E402
-from pc.paths import RunPaths  # noqa: E402
-from pc.shard import ARRAY_NAMES, TrialResult, open_shard, write_shard  # noqa: E402
+from contracts.config import TrialConfig, trial_id  # noqa: E402
+from contracts.paths import RunPaths  # noqa: E402
+from contracts.shard import ARRAY_NAMES, TrialResult, open_shard, write_shard  # noqa: E402
 
 GRID = "bench"
 
@@ -63,7 +63,7 @@ def template_arrays(n: int, E: int, B: int, T: int, L: int) -> list[dict[str, np
 
 def make_shards(paths: RunPaths, arrays: list[dict[str, np.ndarray]], first_seed: int, n_trials: int,
                 per_shard: int, created: str, prefix: str, E: int, T: int) -> list[str]:
-    """Shards of `per_shard` trials with seeds first_seed..., written by `pc.shard.write_shard`."""
+    """Shards of `per_shard` trials with seeds first_seed..., written by `contracts.shard.write_shard`."""
     base = TrialConfig.from_mapping({"train": {"epochs": E, "T": T}}).to_mapping()
     ids = []
     for s, start in enumerate(range(0, n_trials, per_shard)):

@@ -41,7 +41,7 @@ import pcx.nn as pxnn  # noqa: E402
 import pcx.predictive_coding as pxc  # noqa: E402
 import pcx.utils as pxu  # noqa: E402
 
-from pc.config import TrialConfig  # noqa: E402
+from contracts.config import TrialConfig  # noqa: E402
 from pc.data import Dataset, load_data  # noqa: E402
 from pc.model import build_model  # noqa: E402
 from pc.train import _energy, _forward, dims_of, flops_per_trial_epoch, get_program  # noqa: E402

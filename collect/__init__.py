@@ -5,7 +5,7 @@ resolved on first use.
 
     collect(grid, root=None, *, rebuild=False, strict=False, progress=True) -> CollectReport
     load_summary(grid, root=None) -> pandas.DataFrame
-    load_trial(grid, trial_id, root=None) -> pc.shard.TrialResult
+    load_trial(grid, trial_id, root=None) -> contracts.shard.TrialResult
     load_arrays(grid, name, trial_ids, root=None) -> dict[str, numpy.ndarray]
 """
 

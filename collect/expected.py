@@ -1,6 +1,6 @@
 """What the grid should hold and what failed: expected trial ids and `failed/` records.
 
-Expected trials come from `runs/<grid>/grid.yaml` (expanded with `launch.grid.load_grid`, imported
+Expected trials come from `runs/<grid>/grid.yaml` (expanded with `grids.grid.load_grid`, imported
 lazily: it is light, but collect must work even where launch is broken or absent), else from the
 union of the trial ids in `submissions/*.json`, else they are unknown.
 """
@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from pc.paths import RunPaths
+from contracts.paths import RunPaths
 
 
 def expected_trial_ids(paths: RunPaths) -> tuple[set[str] | None, str, list[str]]:
@@ -24,7 +24,7 @@ def expected_trial_ids(paths: RunPaths) -> tuple[set[str] | None, str, list[str]
     notes: list[str] = []
     if paths.grid_yaml.is_file():
         try:
-            from launch.grid import load_grid
+            from grids.grid import load_grid
 
             grid = load_grid(paths.grid_yaml)
             ids = set(grid.trial_ids) if grid.trial_ids else {t.trial_id for t in grid.trials}
@@ -80,7 +80,7 @@ def grid_name(spec: str) -> str:
     """
     path = Path(spec)
     if spec.endswith((".yaml", ".yml")) or path.is_file():
-        from launch.grid import GridError, read_grid_document
+        from grids.grid import GridError, read_grid_document
 
         try:
             doc = read_grid_document(path)

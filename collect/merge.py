@@ -27,8 +27,8 @@ import h5py
 import numpy as np
 from h5py import h5d, h5f, h5g, h5p, h5s, h5t
 
-from pc.paths import RunPaths
-from pc.shard import (ARRAY_NAMES, BLOCKS, CONFIG_DTYPE, MAX_TRIAL_ID, SCHEMA, SCHEMA_VERSION, STATUS_DTYPE, Block,
+from contracts.paths import RunPaths
+from contracts.shard import (ARRAY_NAMES, BLOCKS, CONFIG_DTYPE, MAX_TRIAL_ID, SCHEMA, SCHEMA_VERSION, STATUS_DTYPE, Block,
                       BlockInfo, ShapeKey, ShardError, TrialResult, check_blocks, group_by_shape, open_shard,
                       read_attr, read_block, trial_id_dtype)
 
@@ -85,7 +85,7 @@ def probe(path: Path) -> ShardInfo:
     """Check a shard's schema, version and `complete` flag and list its trials by block.
 
     Cheap (h5py's low-level API: one file open, six attributes, per block `trial_id` plus two
-    dataset shapes): the full check of a block's datasets (`pc.shard.open_shard`) runs when its
+    dataset shapes): the full check of a block's datasets (`contracts.shard.open_shard`) runs when its
     rows are copied.
 
     Raises:
@@ -475,7 +475,7 @@ def write_results(path: str | os.PathLike, trials: Iterable[TrialResult], *, gri
         with open_results(tmp, "w") as f:
             store = BlockStore(f, str(path), existing=False)
             for group in group_by_shape(trials):
-                from pc.config import canonical_json
+                from contracts.config import canonical_json
 
                 store.add(Block([t.trial_id for t in group], [canonical_json(t.config) for t in group],
                                 [t.status for t in group], np.array([t.wall_s for t in group], dtype=np.float64),
@@ -570,9 +570,9 @@ class ResultsWriter:
     def copy_from(self, info: ShardInfo, trial_ids: Sequence[str]) -> list[Copied]:
         """Copy the rows of `trial_ids` from a shard, stamped with the shard's provenance.
 
-        The shard is checked (`pc.shard.open_shard`) and its small columns and summary values read
+        The shard is checked (`contracts.shard.open_shard`) and its small columns and summary values read
         before its rows are written; the arrays are then copied file to file when both sides are
-        contiguous float32 (what `pc.shard` writes), else read and written.
+        contiguous float32 (what `contracts.shard` writes), else read and written.
 
         Returns:
             What was copied, per block (the summary rows are computed from it).

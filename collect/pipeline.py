@@ -13,8 +13,8 @@ import os
 import time
 from typing import Any
 
-from pc.paths import RunPaths
-from pc.shard import ShardError
+from contracts.paths import RunPaths
+from contracts.shard import ShardError
 
 from collect import merge, summary
 from collect.expected import expected_trial_ids, failed_records

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pc.config import valid_keys
-from pc.shard import Block
+from contracts.config import valid_keys
+from contracts.shard import Block
 
 if TYPE_CHECKING:
     import pandas as pd

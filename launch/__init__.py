@@ -1,10 +1,10 @@
 """launch: grid files -> trials -> array tasks -> submitit; status, cancel, local and debug modes.
 
-Light on purpose (DESIGN.md section 1): importing `launch` loads yaml and `pc.config`, never
+Light on purpose (DESIGN.md section 1): importing `launch` loads yaml and `contracts.config`, never
 submitit, jax or pandas, so it runs on a login node. Submission lives in `launch.submit`.
 """
 
-from launch.grid import Grid, GridError, grid_from_mapping, load_grid
+from grids import Grid, GridError, grid_from_mapping, load_grid
 from launch.options import LaunchOptions, OptionsError
 from launch.plan import Plan, Task, make_plan, read_max_array_size
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from launch.manifest import array_records
 from launch.state import SCHEDULER_TIMEOUT_S, local_running, squeue
-from pc.paths import RunPaths
+from contracts.paths import RunPaths
 
 
 class CancelError(RuntimeError):

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from launch.grid import GridError, load_grid, read_grid_document
+from grids.grid import GridError, load_grid, read_grid_document
 from launch.options import EXECUTORS, PLATFORMS, LaunchOptions, OptionsError, default_executor
-from pc.config import ConfigError
-from pc.paths import ROOT_ENV, RunPaths, default_root
+from contracts.config import ConfigError
+from contracts.paths import ROOT_ENV, RunPaths, default_root
 
 COMMANDS = ("status", "cancel")
 GRIDS_DIR = Path(__file__).resolve().parents[1] / "grids"

@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pc.paths import RunPaths
+from contracts.paths import RunPaths
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
 # Packages whose versions go into the manifest (read from metadata; nothing is imported).

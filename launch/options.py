@@ -34,7 +34,7 @@ def default_executor() -> str:
 class LaunchOptions:
     """Everything `python -m launch GRID` can be told besides the grid and its overrides."""
 
-    root: Path  # run root (default pc.paths.default_root())
+    root: Path  # run root (default contracts.paths.default_root())
     executor: str = "slurm"  # slurm | local | debug
     partition: str | None = None
     time_min: int = 60  # per task wall-clock limit (sbatch --time), minutes

@@ -1,7 +1,7 @@
 """Trials -> tasks -> array jobs (pure; no I/O apart from `read_max_array_size`).
 
 Rules (docs/launch-cli.md, "Planning"):
-1. Trials are grouped by `pc.config.static_key`: trials of one group share array shapes and train
+1. Trials are grouped by `contracts.config.static_key`: trials of one group share array shapes and train
    together in one compiled program (`pc`'s batched trainer).
 2. A group larger than one task's capacity is cut into the fewest pieces that fit, of near-equal
    size (so no piece is a sliver); smaller groups stay whole.
@@ -29,7 +29,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pc.config import PER_TRIAL_KEYS, TrialConfig, static_key
+from contracts.config import PER_TRIAL_KEYS, TrialConfig, static_key
 
 DEFAULT_TASK_MINUTES = 30.0
 # Effective FLOP/s of one task's batched training; rough, for sizing tasks only (notes/batching.md:
@@ -152,7 +152,7 @@ def make_plan(
     if max_array_size < 1:
         raise ValueError(f"max_array_size must be >= 1; got {max_array_size}")
     if trial_ids is None:
-        from launch.sweep import fast_trial_id
+        from grids.sweep import fast_trial_id
 
         trial_ids = [fast_trial_id(c) for c in trials]
 

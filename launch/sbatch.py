@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from launch.options import LaunchOptions
-from pc.paths import RunPaths
+from contracts.paths import RunPaths
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout whose `launch` and `pc` tasks import
 

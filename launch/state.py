@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pc.paths import RunPaths
-from pc.shard import ShardError, open_shard
+from contracts.paths import RunPaths
+from contracts.shard import ShardError, open_shard
 
 SCHEDULER_TIMEOUT_S = 20.0
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"})

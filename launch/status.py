@@ -27,7 +27,7 @@ from launch.state import (
     sacct,
     squeue,
 )
-from pc.paths import RunPaths
+from contracts.paths import RunPaths
 
 STATES = ("pending", "running", "done", "failed", "lost", "unknown")
 MAX_PROBLEMS = 50
@@ -99,7 +99,7 @@ def _grid_trials(paths: RunPaths) -> int | None:
     if cached and cached[0] == mtime:
         return cached[1]
     try:
-        from launch.grid import load_grid
+        from grids.grid import load_grid
 
         grid = load_grid(paths.grid_yaml)
         count: int | None = len(grid.trial_ids or {c.trial_id for c in grid.trials})

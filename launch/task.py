@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from launch.manifest import write_json_atomic
-from pc.paths import RunPaths
+from contracts.paths import RunPaths
 
 TRACEBACK_LINES = 30
 LOCAL_JOB_ENV = "PCSWEEP_JOB_ID"  # set by the local executor: its job id for failure records
@@ -85,7 +85,7 @@ def _free_shard_path(paths: RunPaths, key: str) -> tuple[str, Path]:
 
 def load_configs(paths: RunPaths, trial_ids: tuple[str, ...]) -> list[Any]:
     """The TrialConfigs of `trial_ids`, expanded from the run folder's grid.yaml (in the given order)."""
-    from launch.grid import load_grid
+    from grids.grid import load_grid
 
     if not paths.grid_yaml.exists():
         raise TaskError(f"{paths.grid_yaml}: missing; this task's grid was never launched into {paths.root}")
@@ -143,7 +143,7 @@ class PcsweepTask:
             return self._summary(None)
         set_env_defaults(paths)
         configs = load_configs(paths, tuple(self.trial_ids))
-        from pc.shard import TrialResult
+        from contracts.shard import TrialResult
         from pc.trials import iter_trial_results
 
         n = len(configs)
@@ -174,7 +174,7 @@ class PcsweepTask:
         if self._written is not None or not self._finished:
             return self._written
         from launch.manifest import git_state, package_versions
-        from pc.shard import write_shard
+        from contracts.shard import write_shard
 
         sha, dirty = git_state()
         key, path = _free_shard_path(paths, shard_key(self.task_key, self.attempt))

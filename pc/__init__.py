@@ -1,11 +1,11 @@
 """pc: predictive-coding and backprop trainings on pcx (JAX), and the shard format.
 
-This package's `__init__` stays light: `pc.config`, `pc.paths` and `pc.shard` import no jax, so
+This package's `__init__` stays light: `contracts.config`, `contracts.paths` and `contracts.shard` import no jax, so
 `launch` and `collect` can use them on a login node. The training (`run_trials`) loads jax lazily.
 """
 
-from pc.config import ConfigError, TrialConfig, canonical_json, trial_id
-from pc.paths import RunPaths
+from contracts.config import ConfigError, TrialConfig, canonical_json, trial_id
+from contracts.paths import RunPaths
 
 __all__ = ["ConfigError", "RunPaths", "TrialConfig", "canonical_json", "trial_id", "run_trials"]
 

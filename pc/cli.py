@@ -1,7 +1,7 @@
 """`python -m pc key=value ... --out SHARD.h5`: train one trial here and write its shard.
 
 A thin command line over `pc.trials.iter_trial_results`: it builds the trial config from dotted
-keys (validated by `pc.config`), shows a progress bar over epochs, prints a summary (test accuracy
+keys (validated by `contracts.config`), shows a progress bar over epochs, prints a summary (test accuracy
 per epoch, per-layer energies of the last batch, status) and writes a one-trial shard.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from pc.config import ConfigError, TrialConfig, valid_keys
+from contracts.config import ConfigError, TrialConfig, valid_keys
 
 EPILOG = """\
 keys (dotted, value parsed as YAML: 0.1, 1e-3, null, true):
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"python -m pc: {e}", file=sys.stderr)
         return 2
-    from pc.shard import write_shard
+    from contracts.shard import write_shard
     from pc.trials import TrialFailure, iter_trial_results, provenance
 
     (result,) = list(iter_trial_results([cfg], data_dir=args.data_dir, progress=not args.no_progress))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pc.config import DataConfig
+from contracts.config import DataConfig
 
 DATA_ENV = "PCSWEEP_DATA"
 N_CLASSES = {"two_moons": 2, "two_circles": 2, "fashion_mnist": 10, "mnist": 10}

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from pc.config import ConfigError, TrialConfig, static_key, trial_id
-from pc.shard import TrialResult, write_shard
+from contracts.config import ConfigError, TrialConfig, static_key, trial_id
+from contracts.shard import TrialResult, write_shard
 
 DEFAULT_MEM_GB = 4.0  # CPU memory budget of one group's arrays; env PCSWEEP_GROUP_MEM_GB overrides
 MEM_ENV = "PCSWEEP_GROUP_MEM_GB"
@@ -66,7 +66,7 @@ def iter_trial_results(
 ) -> Iterator[TrialResult | TrialFailure]:
     """Train all trials, yielding each result as its group finishes; never raises for a trial.
 
-    Trials with equal `pc.config.static_key` train together, padded to a size in
+    Trials with equal `contracts.config.static_key` train together, padded to a size in
     `pc.train.GROUP_SIZES` (capped by the memory budget $PCSWEEP_GROUP_MEM_GB, default 4 GB on
     CPU). A trial id given twice is trained and yielded once.
 
@@ -76,7 +76,7 @@ def iter_trial_results(
         progress: show a tqdm bar over trial-epochs.
         on_epoch: called as on_epoch(epoch, n_trials) after every epoch of every group.
     Yields:
-        `pc.shard.TrialResult` (status ok | diverged) or `TrialFailure`.
+        `contracts.shard.TrialResult` (status ok | diverged) or `TrialFailure`.
     """
     from tqdm.auto import tqdm
 

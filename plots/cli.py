@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m plots: {e.args[0]}", file=sys.stderr)
         return 2
     from plots.data import Inputs  # pandas/h5py only after the arguments are known good
-    from pc.paths import RunPaths
+    from contracts.paths import RunPaths
 
     outcomes: list[Outcome] = []
     for grid in args.grids:

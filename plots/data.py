@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pc.paths import RunPaths
+from contracts.paths import RunPaths
 
 CONFIG_PREFIXES = ("data.", "model.", "train.")
 
@@ -130,7 +130,7 @@ def read_arrays(results: Path, trial_ids: Iterable[str], name: str) -> dict[str,
 def _grid_file_name(path: Path) -> str:
     """The `name:` of a grid file (grid files may use keys plain YAML cannot load, e.g. joint axes)."""
     try:
-        from launch.grid import read_grid_document
+        from grids.grid import read_grid_document
 
         name = read_grid_document(path).get("name")
     except Exception:  # noqa: BLE001 - launch absent or the file invalid: fall back to a plain look
@@ -154,7 +154,7 @@ def grid_name_and_yaml(grid: str, root: Path | None) -> tuple[str, Path | None]:
 
 
 def _condition_row(trial: Any) -> dict[str, Any]:
-    """(dataset, kind, optim, constant_width) of a `pc.config.TrialConfig` or a nested mapping."""
+    """(dataset, kind, optim, constant_width) of a `contracts.config.TrialConfig` or a nested mapping."""
     if isinstance(trial, Mapping):
         d, m, t = trial["data"], trial["model"], trial["train"]
         get = dict.get
@@ -169,13 +169,13 @@ def _condition_row(trial: Any) -> dict[str, Any]:
 def expected_trials(grid_yaml: Path | None) -> tuple[pd.DataFrame | None, str]:
     """The grid's trials as rows (trial_id, data.dataset, model.kind, optim, model.constant_width).
 
-    Returns (None, reason) when the grid cannot be expanded (no grid.yaml, or `launch.grid`
+    Returns (None, reason) when the grid cannot be expanded (no grid.yaml, or `grids.grid`
     unavailable): the coverage figure then counts only what is present, and says so.
     """
     if grid_yaml is None:
         return None, "no grid.yaml found"
     try:
-        from launch.grid import load_grid  # lazily: launch is optional for plotting
+        from grids.grid import load_grid  # lazily: launch is optional for plotting
 
         grid = load_grid(grid_yaml)
         ids = list(getattr(grid, "trial_ids", ()) or [t.trial_id for t in grid.trials])

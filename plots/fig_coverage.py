@@ -3,7 +3,7 @@
 A condition is dataset × model kind × weight optimiser (× constant width where the grid varies it).
 Each bar is the condition's share of done (status ok), diverged and missing, with the counts written
 at its end. Done and diverged count the summary's rows; missing = expected − present, with the
-expected trials expanded from the grid file (`launch.grid.load_grid(grid.yaml).trials`). Without a
+expected trials expanded from the grid file (`grids.grid.load_grid(grid.yaml).trials`). Without a
 grid file (or `launch`), expected is taken to be what is present, and the title says so.
 """
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pc.config import TrialConfig
-from pc.shard import TrialResult
+from contracts.config import TrialConfig
+from contracts.shard import TrialResult
 
 GRID = "g"
 

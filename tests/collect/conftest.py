@@ -1,4 +1,4 @@
-"""Fixtures for collect tests: a run folder with real shards written by `pc.shard.write_shard`."""
+"""Fixtures for collect tests: a run folder with real shards written by `contracts.shard.write_shard`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pc.paths import RunPaths
-from pc.shard import TrialResult, write_shard
+from contracts.paths import RunPaths
+from contracts.shard import TrialResult, write_shard
 
 from collect_cases import GRID, synthetic_trial  # noqa: F401 (fixtures below use them)
 

@@ -85,7 +85,7 @@ def test_collect_never_loads_jax(run, repo_root):
         report = collect.collect({GRID!r}, {str(run.root)!r}, progress=False)
         df = collect.load_summary({GRID!r}, root={str(run.root)!r})
         assert report.complete == 2 and len(df) == 2
-        assert report.expected_source == "grid.yaml", report.notes  # launch.grid ran too
+        assert report.expected_source == "grid.yaml", report.notes  # grids.grid ran too
         assert "jax" not in sys.modules, sorted(m for m in sys.modules if m.startswith("jax"))
         print("ok")
     """)

@@ -12,7 +12,7 @@ from collect_cases import GRID, synthetic_trial
 
 import collect
 from collect import merge
-from pc.shard import ARRAY_NAMES
+from contracts.shard import ARRAY_NAMES
 
 
 def _truncate(path, keep: float = 0.5) -> None:
@@ -145,7 +145,7 @@ def test_summary_values_are_the_last_batch_of_the_last_epoch_at_t_T_minus_1(run,
 def test_summary_columns_are_the_documented_ones_in_order(run, messy):
     collect.collect(GRID, run.root, progress=False)
     cols = list(collect.load_summary(GRID, root=run.root).columns)
-    from pc.config import valid_keys
+    from contracts.config import valid_keys
 
     per_layer = [f"{m}_{k}" for m in ("energy", "energy_var", "w_norm", "w_grad_norm", "w_grad_var") for k in range(3)]
     assert cols == (["trial_id", "status", "wall_s", "accuracy", "accuracy_best"] + valid_keys()

@@ -1,5 +1,5 @@
 """collect on a shard from real tiny trials (pc.trials.run_trials: two moons, width 8, one epoch),
-with the expected trials read from the run folder's grid.yaml through launch.grid."""
+with the expected trials read from the run folder's grid.yaml through grids.grid."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ sweep:
 
 @pytest.mark.slow
 def test_collect_on_real_trials_matches_the_shard_arrays(run):
-    from launch.grid import load_grid
-    from pc.shard import read_shard
+    from grids.grid import load_grid
+    from contracts.shard import read_shard
     from pc.trials import run_trials
 
     run.paths.grid_yaml.write_text(GRID_YAML)

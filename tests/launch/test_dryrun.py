@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from launch.dryrun import dry_run, render_dry_run
-from launch.grid import load_grid
+from grids.grid import load_grid
 from launch.options import LaunchOptions, OptionsError
 from launch.sbatch import CODE_ROOT, executor_parameters, python_command, render_sbatch, task_environment
-from pc.paths import RunPaths
+from contracts.paths import RunPaths
 
 GRIDS = CODE_ROOT / "grids"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -152,7 +152,7 @@ def test_relaunch_dry_run_plans_only_missing_trials(demo, tmp_path):
     """With a real complete shard for 5 trials, the dry run plans the other 27 and says why."""
     import numpy as np
 
-    from pc.shard import TrialResult, write_shard
+    from contracts.shard import TrialResult, write_shard
 
     paths = RunPaths.of("demo", tmp_path)
     shapes = {"test_accuracy": (2,), "energy": (2, 8, 9, 3), "energy_var": (2, 8, 9, 3),
@@ -170,7 +170,7 @@ def test_relaunch_dry_run_plans_only_missing_trials(demo, tmp_path):
 
 
 def test_dry_run_warns_when_launch_would_refuse_the_grid(demo, tmp_path):
-    from launch.grid import dump_grid
+    from grids.grid import dump_grid
 
     paths = RunPaths.of("demo", tmp_path)
     paths.folder.mkdir(parents=True)

@@ -10,14 +10,14 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from launch.grid import grid_from_mapping
+from grids.grid import grid_from_mapping
 from launch.manifest import ManifestError, array_records, new_stamp, read_manifests, write_manifest
 from launch.options import LaunchOptions
 from launch.state import local_marker
 from launch.status import render_status, status_report
 from launch.submit import GridConflictError, SubmissionError, reconcile_grid, select_trials
-from pc.paths import RunPaths
-from pc.shard import TrialResult, write_shard
+from contracts.paths import RunPaths
+from contracts.shard import TrialResult, write_shard
 
 TINY = {
     "name": "tiny",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from launch.grid import grid_from_mapping, load_grid
+from grids.grid import grid_from_mapping, load_grid
 from launch.plan import (
     GROUP_OVERHEAD_S,
     MAX_ARRAY_SIZE_FALLBACK,
@@ -19,7 +19,7 @@ from launch.plan import (
     read_max_array_size,
     task_key,
 )
-from pc.config import static_key
+from contracts.config import static_key
 
 GRIDS = Path(__file__).resolve().parents[2] / "grids"
 
@@ -78,7 +78,7 @@ def test_default_plan_never_splits_a_small_group_and_groups_by_static_key(stabil
     _check_cover(plan, stability)
     _check_groups(plan, stability)
     assert plan.groups == 64  # 2 datasets x 2 kinds x 8 widths x {sgd, adamw}
-    # the stand-in hash used for speed must agree with pc.config.static_key
+    # the stand-in hash used for speed must agree with contracts.config.static_key
     group = _group_of(stability)
     shapes = {(_shape(c), group[t]) for t, c in zip(stability.trial_ids, stability.trials)}
     assert len({s for s, _ in shapes}) == len({k for _, k in shapes}) == len(shapes)

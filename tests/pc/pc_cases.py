@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pc.config import TrialConfig
+from contracts.config import TrialConfig
 
 # Small but real: two moons, 8 batches of 32, width 16, T = 4, 2 epochs.
 BASE = TrialConfig.from_mapping({

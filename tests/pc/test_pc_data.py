@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_circles, make_moons
 
-from pc.config import DataConfig
+from contracts.config import DataConfig
 from pc.data import NORMALISATION, DataError, load_data, read_idx
 
 

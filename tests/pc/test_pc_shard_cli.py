@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pc_cases import SGD_A, SGD_B, SGD_SMALL_GAMMA
-from pc.shard import ShardError, open_shard, read_shard
+from contracts.shard import ShardError, open_shard, read_shard
 from pc.trials import TrialFailure, run_trials
 
 REPO = Path(__file__).resolve().parents[2]

@@ -165,7 +165,7 @@ def test_invalid_mapping_and_unimplemented_init_fail_as_trials():
 
 @pytest.mark.slow
 def test_two_moons_pc_width_64_reaches_085_in_8_epochs():
-    from pc.config import TrialConfig
+    from contracts.config import TrialConfig
 
     # The paper's stability-study moons setting for PC-SGD (w_lr 0.03, momentum 0.9), gamma 0.1.
     cfg = TrialConfig.from_mapping({"model": {"width": 64}, "train": {"w_optimizer": "sgd", "w_lr": 0.03}})

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pc.config import TrialConfig, trial_id
-from pc.paths import RunPaths
-from pc.shard import TrialResult
+from contracts.config import TrialConfig, trial_id
+from contracts.paths import RunPaths
+from contracts.shard import TrialResult
 
 E, B, T_PC = 3, 4, 4
 DATASETS = ("two_moons", "fashion_mnist")

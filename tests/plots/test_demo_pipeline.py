@@ -21,7 +21,7 @@ DEMO_FIGURES = ["energy_per_t_two_moons", "energy_norms_per_epoch_two_moons", "a
 @pytest.mark.slow
 def test_demo_grid_launch_collect_plots_writes_every_figure(tmp_path):
     import collect
-    from launch.grid import load_grid
+    from grids.grid import load_grid
     from launch.options import LaunchOptions
     from launch.submit import launch
 

@@ -53,7 +53,7 @@ def test_expected_trials_without_grid_file_is_none() -> None:
 
 
 def test_expected_trials_expands_the_demo_grid() -> None:
-    pytest.importorskip("launch.grid")
+    pytest.importorskip("grids.grid")
     demo = Path(__file__).resolve().parents[2] / "grids" / "demo.yaml"
     expected, note = data.expected_trials(demo)
     assert expected is not None, note

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pc.config import ConfigError, TrialConfig, canonical_json, static_key, trial_id
+from contracts.config import ConfigError, TrialConfig, canonical_json, static_key, trial_id
 
 
 def test_trial_id_is_stable_and_float_noise_is_one_trial():

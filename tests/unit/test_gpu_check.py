@@ -3,7 +3,7 @@
 The real check needs a GPU node: `bash scripts/gpu-check` there (docs/apptainer.md). Here the script
 runs in a subprocess with JAX_PLATFORMS=cpu: without `--allow-cpu` it must refuse (exit 1, saying no
 GPU is visible); with `--allow-cpu --quick` it must train both paper-shaped groups through
-pc.trials.run_trials on CPU, write shards that pc.shard.open_shard accepts, and end with a JSON line.
+pc.trials.run_trials on CPU, write shards that contracts.shard.open_shard accepts, and end with a JSON line.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_a_missing_interpreter_is_named():
 
 
 def test_synthetic_fashion_mnist_files_are_read_by_pc_data(tmp_path):
-    from pc.config import DataConfig
+    from contracts.config import DataConfig
     from pc.data import load_data
 
     folder = load_script_module().write_synthetic_fashion_mnist(tmp_path / "fm", n_train=300, n_test=260)
@@ -76,7 +76,7 @@ def test_synthetic_fashion_mnist_files_are_read_by_pc_data(tmp_path):
 
 @pytest.mark.slow
 def test_quick_cpu_run_trains_both_groups_and_writes_valid_shards(tmp_path):
-    from pc.shard import open_shard
+    from contracts.shard import open_shard
 
     proc = run_script("--allow-cpu", "--quick", "--out", str(tmp_path), timeout=600)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"

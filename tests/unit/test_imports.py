@@ -6,7 +6,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["launch", "collect", "plots", "pc", "pc.shard", "pc.config", "pc.paths"])
+@pytest.mark.parametrize("module", ["launch", "collect", "plots", "pc", "contracts.shard", "contracts.config", "contracts.paths"])
 def test_import_loads_no_jax(module):
     code = f"import sys, {module}; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

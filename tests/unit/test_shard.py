@@ -1,4 +1,4 @@
-"""pc.shard, version 2: round trip through blocks, and the reader's rejections (each names file and reason)."""
+"""contracts.shard, version 2: round trip through blocks, and the reader's rejections (each names file and reason)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pc.config import TrialConfig
-from pc.shard import (ARRAY_NAMES, SCHEMA, SCHEMA_VERSION, ShardError, TrialResult, open_shard, read_shard,
+from contracts.config import TrialConfig
+from contracts.shard import (ARRAY_NAMES, SCHEMA, SCHEMA_VERSION, ShardError, TrialResult, open_shard, read_shard,
                       write_shard)
 
 
@@ -143,6 +143,6 @@ def test_malformed_blocks_are_rejected(tmp_path, trials):
 def test_importing_pc_shard_loads_no_jax(tmp_path):
     import subprocess
 
-    code = "import sys, pc.shard; assert 'jax' not in sys.modules; print('ok')"
+    code = "import sys, contracts.shard; assert 'jax' not in sys.modules; print('ok')"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "ok", p.stderr

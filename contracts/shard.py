@@ -1,6 +1,6 @@
 """HDF5 shard format, version 2 (docs/shard-format.md, DESIGN.md section 5): writer and reader.
 
-Imports only h5py, numpy and the standard library (plus `pc.config.canonical_json`, which is pure
+Imports only h5py, numpy and the standard library (plus `contracts.config.canonical_json`, which is pure
 Python), never jax, so `collect` and `launch` read shards on a login node.
 
 A shard is written to `<name>.tmp.<pid>`, flushed, closed and `os.replace`d; the `complete` file
@@ -143,7 +143,7 @@ def trial_id_dtype(trial_ids: Iterable[str]) -> np.dtype:
     for tid in trial_ids:
         if not isinstance(tid, str) or not tid or not tid.isascii() or len(tid) > MAX_TRIAL_ID:
             raise ValueError(f"trial id {tid!r}: expected a non-empty ASCII string of at most {MAX_TRIAL_ID} "
-                             f"characters (a 16-hex-digit id from pc.config.trial_id)")
+                             f"characters (a 16-hex-digit id from contracts.config.trial_id)")
         width = max(width, len(tid))
     return np.dtype(f"S{width}")
 
@@ -218,7 +218,7 @@ def write_shard(
 
 
 def _write_block(g: h5py.Group, trials: list[TrialResult]) -> None:
-    from pc.config import canonical_json
+    from contracts.config import canonical_json
 
     ids = [t.trial_id for t in trials]
     g.create_dataset("trial_id", data=np.array(ids, dtype=trial_id_dtype(ids)))

@@ -1,6 +1,6 @@
 """Grid files (DESIGN.md section 3): a YAML sweep -> validated, de-duplicated trial configs.
 
-Imports only yaml and `pc.config` (no jax), so it runs on a login node. The format is documented
+Imports only yaml and `contracts.config` (no jax), so it runs on a login node. The format is documented
 in grids/README.md; in short a grid is `name`, `description`, `defaults` (a nested trial config)
 and `sweep`, a list of blocks. Each block is the cartesian product of its axes: `axes` (one dotted
 key -> a list of values), `joint` (several keys varying together), `set` (one value), `by`
@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from launch.sweep import GridError, Parser, expand, fast_trial_id
-from pc.config import ConfigError, TrialConfig, set_dotted
+from grids.sweep import GridError, Parser, expand, fast_trial_id
+from contracts.config import ConfigError, TrialConfig, set_dotted
 
 __all__ = ["Grid", "GridError", "dump_grid", "fast_trial_id", "grid_from_mapping", "load_grid", "parse_value"]
 

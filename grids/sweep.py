@@ -1,11 +1,11 @@
 """The sweep engine behind grid files: blocks of axes -> validated trial configs, fast.
 
-`launch.grid` reads and checks the document; this module turns its `sweep` blocks into product
+`grids.grid` reads and checks the document; this module turns its `sweep` blocks into product
 axes (`Parser`), splits blocks by their `by` cases (`_split_by`) and expands them (`expand`).
 Expansion is built for the paper's 54,784 trials: each combination of program-shaping values is
 validated once through `TrialConfig.from_mapping`, each per-trial value once on its own, and trial
 ids are hashed from cached per-section JSON (identical bytes to `TrialConfig.trial_id`).
-Imports only `pc.config` (no jax).
+Imports only `contracts.config` (no jax).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pc.config import PER_TRIAL_KEYS, ConfigError, TrialConfig, canonical_json, set_dotted, valid_keys
+from contracts.config import PER_TRIAL_KEYS, ConfigError, TrialConfig, canonical_json, set_dotted, valid_keys
 
 BLOCK_KEYS = ("name", "description", "set", "axes", "joint", "by", "exclude")
 CASE_KEYS = ("set", "axes", "joint")
@@ -270,7 +270,7 @@ def _excluded(cfg: TrialConfig, rules: list) -> bool:
 
 
 # Keys validated one value at a time: `seed` and the per-trial knobs that become arrays with a
-# trial axis in pc's compiled program (pc.config.PER_TRIAL_KEYS); pc.config checks each of them
+# trial axis in pc's compiled program (contracts.config.PER_TRIAL_KEYS); contracts.config checks each of them
 # on its own (positive, >= 0, int), never against another key.
 _LIGHT = {k: (tuple(k.split(".", 1)) if "." in k else (None, k)) for k in (*PER_TRIAL_KEYS, *_TOP_KEYS)}
 
