@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 GRID   ?= grids/demo.yaml
 ROOT   ?= runs
 
-.PHONY: help install install-test demo test test-fast bench slurm-up slurm-down gpu-check clean
+.PHONY: help install install-test demo test test-fast lint bench slurm-up slurm-down gpu-check clean
 
 help:  ## list the recipes
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -55,3 +55,6 @@ gpu-check: | $(BIN)/python  ## on a GPU node: install the cuda extra, then devic
 
 clean:  ## remove the demo run folder
 	rm -rf $(ROOT)/demo
+
+lint: install-test  ## ruff (rules in pyproject.toml [tool.ruff]); CI runs it before the tests
+	$(BIN)/ruff check .

@@ -24,10 +24,10 @@ from pathlib import Path
 CODE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(CODE))
 
+from contracts.config import TrialConfig, static_key  # noqa: E402
 from grids.grid import grid_from_mapping, load_grid  # noqa: E402
 from launch.options import LaunchOptions  # noqa: E402
 from launch.plan import make_plan  # noqa: E402
-from contracts.config import TrialConfig, static_key  # noqa: E402
 
 PAPER = ("propagation", "stability", "stability_constant_width")
 

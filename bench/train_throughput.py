@@ -31,7 +31,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pc.model  # noqa: E402,F401  (sets the XLA CPU runtime flag before jax starts)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -41,6 +40,7 @@ import pcx.nn as pxnn  # noqa: E402
 import pcx.predictive_coding as pxc  # noqa: E402
 import pcx.utils as pxu  # noqa: E402
 
+import pc.model  # noqa: E402,F401  (sets the XLA CPU runtime flag before jax starts)
 from contracts.config import TrialConfig  # noqa: E402
 from pc.data import Dataset, load_data  # noqa: E402
 from pc.model import build_model  # noqa: E402

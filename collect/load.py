@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from contracts.paths import RunPaths
-from contracts.shard import ARRAY_NAMES, BLOCKS, BlockInfo, ShardError, TrialResult, check_blocks, read_block
-
 from collect.merge import PROVENANCE, RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION, updating_marker
 from collect.summary import read_table
+from contracts.paths import RunPaths
+from contracts.shard import ARRAY_NAMES, BLOCKS, BlockInfo, ShardError, TrialResult, check_blocks, read_block
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,7 +65,7 @@ class ResultsFile:
             raise
         self.index = {tid: (b, row) for b in self.blocks for row, tid in enumerate(b.trial_ids) if tid}
 
-    def __enter__(self) -> "ResultsFile":
+    def __enter__(self) -> ResultsFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -107,7 +106,7 @@ class ResultsFile:
         return {tid: got[tid] for tid in trial_ids}
 
 
-def load_summary(grid: str, root: str | os.PathLike | None = None) -> "pd.DataFrame":
+def load_summary(grid: str, root: str | os.PathLike | None = None) -> pd.DataFrame:
     """The summary table (one row per trial; columns in docs/collect.md) as a DataFrame."""
     paths = RunPaths.of(grid, root)
     _need(paths.summary, grid)

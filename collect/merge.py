@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,26 @@ import numpy as np
 from h5py import h5d, h5f, h5g, h5p, h5s, h5t
 
 from contracts.paths import RunPaths
-from contracts.shard import (ARRAY_NAMES, BLOCKS, CONFIG_DTYPE, MAX_TRIAL_ID, SCHEMA, SCHEMA_VERSION, STATUS_DTYPE, Block,
-                      BlockInfo, ShapeKey, ShardError, TrialResult, check_blocks, group_by_shape, open_shard,
-                      read_attr, read_block, trial_id_dtype)
+from contracts.shard import (
+    ARRAY_NAMES,
+    BLOCKS,
+    CONFIG_DTYPE,
+    MAX_TRIAL_ID,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUS_DTYPE,
+    Block,
+    BlockInfo,
+    ShapeKey,
+    ShardError,
+    TrialResult,
+    check_blocks,
+    group_by_shape,
+    open_shard,
+    read_attr,
+    read_block,
+    trial_id_dtype,
+)
 
 RESULTS_SCHEMA = "pcsweep-results"
 RESULTS_SCHEMA_VERSION = 2
@@ -230,7 +247,7 @@ def bad_shards(paths: RunPaths) -> list[tuple[str, str]]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def updating_marker(paths: RunPaths) -> Path:
@@ -250,7 +267,7 @@ class Copied:
     last: dict[str, np.ndarray]  # energy, energy_var [n, T+1, L]; w_* [n, Lw]: at the last batch of the last epoch
 
     @classmethod
-    def of(cls, block: Block) -> "Copied":
+    def of(cls, block: Block) -> Copied:
         return cls(block.trial_ids, block.status, block.configs, np.asarray(block.wall_s, np.float64),
                    np.asarray(block.arrays["test_accuracy"], np.float32),
                    {n: last_batch(block.arrays[n]) for n in ARRAY_NAMES[1:]})
@@ -535,7 +552,7 @@ class ResultsWriter:
             self.file = open_results(self.tmp, "w")
             self.store = BlockStore(self.file, str(self.final), existing=False)
 
-    def __enter__(self) -> "ResultsWriter":
+    def __enter__(self) -> ResultsWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

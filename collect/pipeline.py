@@ -13,12 +13,11 @@ import os
 import time
 from typing import Any
 
-from contracts.paths import RunPaths
-from contracts.shard import ShardError
-
 from collect import merge, summary
 from collect.expected import expected_trial_ids, failed_records
 from collect.report import CollectReport
+from contracts.paths import RunPaths
+from contracts.shard import ShardError
 
 
 class RunFolderError(FileNotFoundError):

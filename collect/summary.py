@@ -76,7 +76,7 @@ class Parts:
         for name in ("w_norm", "w_grad_norm", "w_grad_var"):
             self.layers[name].append(rows.last[name])
 
-    def build(self) -> "pd.DataFrame":
+    def build(self) -> pd.DataFrame:
         """One DataFrame, columns in the documented order, rows sorted by trial id."""
         import pandas as pd
 
@@ -175,7 +175,7 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def build_table(blocks: Iterable[Block]) -> "pd.DataFrame":
+def build_table(blocks: Iterable[Block]) -> pd.DataFrame:
     """The summary table of the trials in `blocks`."""
     parts = Parts()
     for block in blocks:
@@ -183,7 +183,7 @@ def build_table(blocks: Iterable[Block]) -> "pd.DataFrame":
     return parts.build()
 
 
-def read_table(path: str | os.PathLike) -> "pd.DataFrame":
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a summary CSV back with the dtypes it was written with (trial ids stay strings)."""
     import pandas as pd
 
@@ -191,7 +191,7 @@ def read_table(path: str | os.PathLike) -> "pd.DataFrame":
     return df.sort_values("trial_id", kind="stable", ignore_index=True)
 
 
-def merge_tables(old: "pd.DataFrame", new: "pd.DataFrame") -> "pd.DataFrame":
+def merge_tables(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """`old` without the trials `new` replaces, plus `new`; sorted by trial id; columns in order.
 
     Columns follow `build_table`'s order: a union where old and new differ (e.g. a first BP trial).
@@ -229,7 +229,7 @@ def column_order(columns: list[str]) -> list[str]:
         c for c in ("optim", "condition", "n_layers_energy") if c in columns] + metric
 
 
-def update_table(path: str | os.PathLike, new: "pd.DataFrame") -> None:
+def update_table(path: str | os.PathLike, new: pd.DataFrame) -> None:
     """Add `new` rows to the summary at `path`, atomically.
 
     The cheap path (new trials only, no new columns) copies the old file and appends; a row
@@ -299,7 +299,7 @@ def _cells(values: np.ndarray) -> list[str]:
     return out
 
 
-def csv_text(df: "pd.DataFrame", *, header: bool = True) -> str:
+def csv_text(df: pd.DataFrame, *, header: bool = True) -> str:
     """The CSV text of a summary table (what `DataFrame.to_csv(index=False)` writes, column by column)."""
     columns = [_cells(df[c].to_numpy()) for c in df.columns]
     lines = [",".join(_quote(str(c)) for c in df.columns)] if header else []
@@ -307,7 +307,7 @@ def csv_text(df: "pd.DataFrame", *, header: bool = True) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def write_table(df: "pd.DataFrame", path: str | os.PathLike) -> None:
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write the summary CSV atomically (tmp + os.replace); floats round-trip exactly."""
     path = os.fspath(path)
     tmp = f"{path}.tmp.{os.getpid()}"

@@ -75,7 +75,7 @@ class TrialConfig:
     seed: int = 0  # weight init (px.RandomKeyGenerator(seed)) and batch order (random.Random(seed))
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> "TrialConfig":
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> TrialConfig:
         """Build and validate from a (possibly partial) nested mapping; missing keys take defaults."""
         return _validate(_from_mapping(cls, mapping, prefix=""))
 
@@ -86,7 +86,7 @@ class TrialConfig:
     def trial_id(self) -> str:
         return trial_id(self.to_mapping())
 
-    def replace(self, **dotted: Any) -> "TrialConfig":
+    def replace(self, **dotted: Any) -> TrialConfig:
         """A copy with dotted keys set, e.g. `cfg.replace(**{"train.epochs": 1})`."""
         mapping = self.to_mapping()
         for key, value in dotted.items():

@@ -6,10 +6,28 @@ All four stages use `RunPaths`; nothing else builds `f"{root}/..."` strings.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT_ENV = "PCSWEEP_ROOT"
+
+# A grid name is one folder under the run root: no separators, no leading dot, so `..`, `/abs` and
+# `a/b` can never point outside it. Every stage builds its paths through `RunPaths.of`, which checks it.
+GRID_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class RunFolderError(ValueError):
+    """A grid name or run root that would put files outside the run root (or cannot be a folder)."""
+
+
+def check_grid_name(name: object, where: str = "grid name") -> str:
+    """`name` if it is a safe folder name, else RunFolderError naming `where` and the rule."""
+    if not isinstance(name, str) or not GRID_NAME_RE.match(name):
+        raise RunFolderError(
+            f"{where}: got {name!r}; expected a folder name of letters, digits, '_', '-', '.' "
+            "(starting with a letter or digit, at most 100 characters)")
+    return name
 
 
 def default_root() -> Path:
@@ -25,8 +43,9 @@ class RunPaths:
     grid: str
 
     @classmethod
-    def of(cls, grid: str, root: str | os.PathLike | None = None) -> "RunPaths":
-        return cls(Path(root) if root is not None else default_root(), grid)
+    def of(cls, grid: str, root: str | os.PathLike | None = None) -> RunPaths:
+        """The run folder of grid `grid` under `root` (default: `default_root()`); the name is checked."""
+        return cls(Path(root) if root is not None else default_root(), check_grid_name(grid))
 
     @property
     def folder(self) -> Path:

@@ -33,7 +33,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ class Block:
         return TrialResult(self.trial_ids[i], json.loads(self.configs[i]), self.status[i], float(self.wall_s[i]),
                            {n: self.arrays[n][i].copy() for n in ARRAY_NAMES})
 
-    def take(self, rows: Sequence[int] | np.ndarray) -> "Block":
+    def take(self, rows: Sequence[int] | np.ndarray) -> Block:
         """A block of the given rows, in that order."""
         rows = np.asarray(rows, dtype=np.intp)
         return Block([self.trial_ids[i] for i in rows], [self.configs[i] for i in rows],
@@ -151,7 +151,7 @@ def trial_id_dtype(trial_ids: Iterable[str]) -> np.dtype:
 def _provenance() -> dict[str, Any]:
     env = os.environ
     return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),
         "slurm_job_id": env.get("SLURM_JOB_ID", ""),
         "slurm_array_job_id": env.get("SLURM_ARRAY_JOB_ID", ""),
@@ -395,7 +395,7 @@ class Shard:
         self._checked = checked if checked is not None else _check_blocks(file, str(path))
         self.block_infos = [info for info, _ in self._checked]
 
-    def __enter__(self) -> "Shard":
+    def __enter__(self) -> Shard:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,9 +7,14 @@ validates and expands it into unique trial configs. `resolve` turns the GRID arg
 """
 
 from grids.grid import Grid, GridError, dump_grid, grid_from_mapping, load_grid, parse_value, read_grid_document
+from grids.resolve import GRIDS_DIR, GridRef, grid_file_name, resolve
 from grids.sweep import fast_trial_id
 
 __all__ = [
+    "GRIDS_DIR",
+    "GridRef",
+    "grid_file_name",
+    "resolve",
     "Grid",
     "GridError",
     "dump_grid",

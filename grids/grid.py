@@ -20,13 +20,13 @@ from typing import Any
 
 import yaml
 
-from grids.sweep import GridError, Parser, expand, fast_trial_id
 from contracts.config import ConfigError, TrialConfig, set_dotted
+from contracts.paths import RunFolderError, check_grid_name
+from grids.sweep import GridError, Parser, expand, fast_trial_id
 
 __all__ = ["Grid", "GridError", "dump_grid", "fast_trial_id", "grid_from_mapping", "load_grid", "parse_value"]
 
 GRID_KEYS = ("name", "description", "defaults", "sweep", "exclude")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 @dataclass(frozen=True)
 class Grid:
     """A loaded grid: its trials in a deterministic order, each trial once."""
@@ -133,8 +133,10 @@ def grid_from_mapping(doc: Mapping, *, source: str = "<grid>", overrides: Sequen
     probe = Parser(source, {})
     probe.mapping(doc, "", GRID_KEYS)
     name = doc.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise GridError(f"{source}: name: got {name!r}; expected a folder name of letters, digits, '_', '-', '.'")
+    try:
+        check_grid_name(name, f"{source}: name")
+    except RunFolderError as e:
+        raise GridError(str(e)) from e
     description = doc.get("description") or ""
     defaults = _nest(probe.mapping(doc.get("defaults"), "defaults"))
     for k in _flat_keys(defaults):

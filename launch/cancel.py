@@ -12,9 +12,9 @@ import signal
 import subprocess
 from pathlib import Path
 
+from contracts.paths import RunPaths
 from launch.manifest import array_records
 from launch.state import SCHEDULER_TIMEOUT_S, local_running, squeue
-from contracts.paths import RunPaths
 
 
 class CancelError(RuntimeError):

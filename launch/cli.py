@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grids.grid import GridError, load_grid, read_grid_document
-from launch.options import EXECUTORS, PLATFORMS, LaunchOptions, OptionsError, default_executor
 from contracts.config import ConfigError
 from contracts.paths import ROOT_ENV, RunPaths, default_root
+from grids.grid import GridError, load_grid, read_grid_document
+from launch.options import EXECUTORS, PLATFORMS, LaunchOptions, OptionsError, default_executor
 
 COMMANDS = ("status", "cancel")
 GRIDS_DIR = Path(__file__).resolve().parents[1] / "grids"

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.paths import RunPaths
 from grids.grid import Grid, load_grid
 from launch.options import DEFAULT_MAX_ARRAY_SIZE, LaunchOptions, OptionsError
 from launch.plan import FLOPS_PER_S, make_plan, read_max_array_size
 from launch.sbatch import executor_parameters, python_command, render_sbatch, task_environment
-from contracts.paths import RunPaths
 
 SAMPLE_SIZE = 5
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ def write_json_atomic(path: Path, obj: Any) -> Path:
 def new_stamp(paths: RunPaths, now: datetime | None = None) -> str:
     """Reserve a unique UTC stamp `YYYYmmddTHHMMSSZ[-n]` for a new manifest (O_EXCL, so two
     launches in the same second get different stamps). Stamps sort in submission order."""
-    base = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    base = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     paths.submissions_dir.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
         stamp = base if n == 1 else f"{base}-{n}"

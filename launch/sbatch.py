@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch.options import LaunchOptions
 from contracts.paths import RunPaths
+from launch.options import LaunchOptions
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout whose `launch` and `pc` tasks import
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contracts.paths import RunPaths
 from launch.manifest import ArrayRecord, array_records
 from launch.state import (
     Accounting,
@@ -27,7 +28,6 @@ from launch.state import (
     sacct,
     squeue,
 )
-from contracts.paths import RunPaths
 
 STATES = ("pending", "running", "done", "failed", "lost", "unknown")
 MAX_PROBLEMS = 50
@@ -210,7 +210,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
     submitted = len(latest)
     extra_done = len(set(done) - set(latest))  # e.g. results of trials from a grid edited with --force
     return StatusReport(
-        grid=grid, root=str(root), time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        grid=grid, root=str(root), time=datetime.now(UTC).isoformat(timespec="seconds"),
         queue="none" if not slurm_arrays else ("squeue" if queue is not None else "unavailable"),
         accounting=acct is not None, grid_trials=grid_trials, submitted=submitted,
         not_submitted=None if grid_trials is None else max(0, grid_trials - submitted - extra_done),

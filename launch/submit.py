@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.paths import RunPaths
 from grids.grid import Grid, GridError, dump_grid, load_grid
 from launch.manifest import array_entry, git_state, new_stamp, package_versions, write_manifest
 from launch.state import done_trials, failed_records, local_job_id, local_marker, local_running, squeue
 from launch.task import PcsweepTask
-from contracts.paths import RunPaths
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
 

@@ -23,12 +23,12 @@ import socket
 import sys
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from launch.manifest import write_json_atomic
 from contracts.paths import RunPaths
+from launch.manifest import write_json_atomic
 
 TRACEBACK_LINES = 30
 LOCAL_JOB_ENV = "PCSWEEP_JOB_ID"  # set by the local executor: its job id for failure records
@@ -173,8 +173,8 @@ class PcsweepTask:
         """Write the finished trials (once per attempt) and drop stale failure records of them."""
         if self._written is not None or not self._finished:
             return self._written
-        from launch.manifest import git_state, package_versions
         from contracts.shard import write_shard
+        from launch.manifest import git_state, package_versions
 
         sha, dirty = git_state()
         key, path = _free_shard_path(paths, shard_key(self.task_key, self.attempt))
@@ -199,7 +199,7 @@ class PcsweepTask:
             "host": socket.gethostname(),
             "job_id": _job_id(),
             "attempt": self.attempt,
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "log_paths": _log_paths(paths),
         })
 

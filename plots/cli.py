@@ -58,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError) as e:
         print(f"python -m plots: {e.args[0]}", file=sys.stderr)
         return 2
-    from plots.data import Inputs  # pandas/h5py only after the arguments are known good
     from contracts.paths import RunPaths
+    from plots.data import Inputs  # pandas/h5py only after the arguments are known good
 
     outcomes: list[Outcome] = []
     for grid in args.grids:

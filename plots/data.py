@@ -195,7 +195,7 @@ class Inputs:
     grid_yaml: Path | None
 
     @classmethod
-    def load(cls, grid: str, root: Path | None = None) -> "Inputs":
+    def load(cls, grid: str, root: Path | None = None) -> Inputs:
         """Load GRID (a name or a yaml path) from its run folder; FileNotFoundError names the fix."""
         name, grid_yaml = grid_name_and_yaml(grid, root)
         paths = RunPaths.of(name, root)

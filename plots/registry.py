@@ -81,7 +81,7 @@ class Outcome:
     skipped: str | None = None
 
 
-def make_figures(inputs: "Inputs", out: Path, formats: Sequence[str], specs: Sequence[FigureSpec],
+def make_figures(inputs: Inputs, out: Path, formats: Sequence[str], specs: Sequence[FigureSpec],
                  options: Mapping[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> list[Outcome]:
     """Draw `specs` for one grid into `out`; skip (with one line to `log`) those without data."""

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib import MatplotlibDeprecationWarning
 import seaborn as sns
+from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
@@ -113,7 +113,7 @@ def log_gamma_axis(ax: Axes, values: Iterable[float]) -> None:
         ax.tick_params(axis="x", labelrotation=60)
 
 
-def condition_title(rows: "pd.DataFrame") -> str:
+def condition_title(rows: pd.DataFrame) -> str:
     """Short description of one condition (the first row's config): "PC AdamW, γ=1e-2, w_lr=1e-2, h=128, LeakyReLU"."""
     r = rows.iloc[0]
     opt = OPTIMIZER_LABELS.get(r["optim"], r["optim"])
@@ -134,7 +134,7 @@ def legend_above(ax: Axes) -> None:
     ax.set_title(ax.get_title(), pad=20)  # points: room for the legend row under the title
 
 
-def layer_energy_figure(table: "pd.DataFrame", x: str, xlabel: str, title: str) -> tuple[Figure, Axes]:
+def layer_energy_figure(table: pd.DataFrame, x: str, xlabel: str, title: str) -> tuple[Figure, Axes]:
     """Energy norm per layer against `x` (log y; mean and 95% CI over seeds): both energy figures.
 
     Zero and non-finite values cannot sit on a log axis and are left out; the caller says so.

@@ -7,11 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from collect_cases import GRID, synthetic_trial  # noqa: F401 (fixtures below use them)
 
 from contracts.paths import RunPaths
 from contracts.shard import TrialResult, write_shard
-
-from collect_cases import GRID, synthetic_trial  # noqa: F401 (fixtures below use them)
 
 
 class Run:

@@ -30,8 +30,8 @@ sweep:
 
 @pytest.mark.slow
 def test_collect_on_real_trials_matches_the_shard_arrays(run):
-    from grids.grid import load_grid
     from contracts.shard import read_shard
+    from grids.grid import load_grid
     from pc.trials import run_trials
 
     run.paths.grid_yaml.write_text(GRID_YAML)

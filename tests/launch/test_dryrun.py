@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from launch.dryrun import dry_run, render_dry_run
+from contracts.paths import RunPaths
 from grids.grid import load_grid
+from launch.dryrun import dry_run, render_dry_run
 from launch.options import LaunchOptions, OptionsError
 from launch.sbatch import CODE_ROOT, executor_parameters, python_command, render_sbatch, task_environment
-from contracts.paths import RunPaths
 
 GRIDS = CODE_ROOT / "grids"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

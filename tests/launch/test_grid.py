@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from grids.grid import GridError, dump_grid, fast_trial_id, grid_from_mapping, load_grid, parse_value
 from contracts.config import TrialConfig
+from grids.grid import GridError, dump_grid, fast_trial_id, grid_from_mapping, load_grid, parse_value
 
 GRIDS = Path(__file__).resolve().parents[2] / "grids"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

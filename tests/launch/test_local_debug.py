@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from contracts.paths import RunPaths
+from contracts.shard import open_shard
 from grids.grid import grid_from_mapping
 from launch.manifest import read_manifests
 from launch.options import LaunchOptions
 from launch.status import status_report
 from launch.submit import launch
-from contracts.paths import RunPaths
-from contracts.shard import open_shard
 
 REPO = Path(__file__).resolve().parents[2]
 MOONS = {

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
+from contracts.paths import RunPaths
+from contracts.shard import TrialResult, write_shard
 from grids.grid import grid_from_mapping
 from launch.manifest import ManifestError, array_records, new_stamp, read_manifests, write_manifest
 from launch.options import LaunchOptions
 from launch.state import local_marker
 from launch.status import render_status, status_report
 from launch.submit import GridConflictError, SubmissionError, reconcile_grid, select_trials
-from contracts.paths import RunPaths
-from contracts.shard import TrialResult, write_shard
 
 TINY = {
     "name": "tiny",
@@ -50,7 +50,7 @@ def manifest(stamp, tasks, arrays, executor="local"):
 
 def test_stamps_are_unique_within_a_second_and_sort_in_order(tmp_path):
     paths = RunPaths.of("tiny", tmp_path)
-    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     stamps = [new_stamp(paths, now) for _ in range(3)] + [new_stamp(paths, now.replace(second=6))]
     assert stamps == ["20260102T030405Z", "20260102T030405Z-2", "20260102T030405Z-3", "20260102T030406Z"]
     assert sorted(stamps) == stamps

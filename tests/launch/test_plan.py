@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.config import static_key
 from grids.grid import grid_from_mapping, load_grid
 from launch.plan import (
     GROUP_OVERHEAD_S,
@@ -19,7 +20,6 @@ from launch.plan import (
     read_max_array_size,
     task_key,
 )
-from contracts.config import static_key
 
 GRIDS = Path(__file__).resolve().parents[2] / "grids"
 

@@ -7,16 +7,13 @@ Compiling a group program costs seconds, so the trainings the tests inspect are 
 from __future__ import annotations
 
 import pytest
+from pc_cases import ADAM_A, ADAM_B, BP_A, SGD_A, SGD_B, SGD_DIVERGE, SGD_SMALL_GAMMA
 
 import pc.model  # noqa: F401  (sets the XLA CPU runtime flag before any test imports pcx)
 
-from pc_cases import ADAM_A, ADAM_B, BP_A, SGD_A, SGD_B, SGD_DIVERGE, SGD_SMALL_GAMMA
-
 
 def run(configs):
-    from pc.trials import iter_trial_results
-
-    from pc.trials import TrialFailure
+    from pc.trials import TrialFailure, iter_trial_results
 
     results = list(iter_trial_results(configs))
     for r in results:

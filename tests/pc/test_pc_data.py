@@ -118,7 +118,6 @@ def test_light_modules_import_no_jax():
     """pc.data, pc.trials and pc.cli load no jax at import (launch imports them on login nodes)."""
     import subprocess
     import sys
-
     from pathlib import Path
 
     code = "import sys, pc.data, pc.trials, pc.cli; print('jax' in sys.modules)"

@@ -12,8 +12,8 @@ import pcx.functional as pxf
 import pcx.predictive_coding as pxc
 import pcx.utils as pxu
 import pytest
-
 from pc_cases import BASE, BP_A
+
 from pc.model import build_model, linear_t
 from pc.train import GroupProgram, flops_per_trial_epoch, transposed_weights_pay
 from pc.trials import batch_orders

@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from pc_cases import ADAM_A, BP_A, SGD_A
 
 from pc.data import load_data
 from pc.model import ACTIVATIONS, init_weights
 from pc.trials import batch_orders
-from pc_cases import ADAM_A, BP_A, SGD_A
 
 
 def _energies(params, hs, x, y, act, kind):

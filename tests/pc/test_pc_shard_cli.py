@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from pc_cases import SGD_A, SGD_B, SGD_SMALL_GAMMA
+
 from contracts.shard import ShardError, open_shard, read_shard
 from pc.trials import TrialFailure, run_trials
 

@@ -8,8 +8,8 @@ import numpy as np
 import pcx as px
 import pcx.nn as pxnn
 import pytest
-
 from pc_cases import BASE, SGD_A, SGD_B, SGD_DIVERGE, SGD_SMALL_GAMMA
+
 from pc.model import init_weights, weights
 from pc.trials import TrialFailure, batch_orders, iter_trial_results
 

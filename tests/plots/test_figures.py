@@ -12,9 +12,17 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch
 
-from plots import data, style
-from plots import fig_accuracy_optimizers, fig_all_accuracies, fig_coverage, fig_energy_per_epoch
-from plots import fig_energy_per_t, fig_energy_ratios, fig_lr_scaling
+from plots import (
+    data,
+    fig_accuracy_optimizers,
+    fig_all_accuracies,
+    fig_coverage,
+    fig_energy_per_epoch,
+    fig_energy_per_t,
+    fig_energy_ratios,
+    fig_lr_scaling,
+    style,
+)
 
 # the mini grid's shape (tests/plots/conftest.py), restated so this file imports no conftest
 E, T_PC = 3, 4

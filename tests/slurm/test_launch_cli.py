@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contracts.paths import RunPaths
 from grids.grid import grid_from_mapping
 from launch.submit import reconcile_grid
-from contracts.paths import RunPaths
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]

@@ -17,10 +17,10 @@ import subprocess
 import pytest
 from test_launch_run import final_states, fresh_run, tiny_doc, wait_for
 
+from contracts.shard import open_shard
 from launch.manifest import read_manifests
 from launch.state import squeue
 from launch.submit import launch
-from contracts.shard import open_shard
 
 pytestmark = pytest.mark.slurm
 HEAVY_EPOCHS = 600  # 128 batches of 16 per epoch at width 12-16: ~25-60 ms per epoch on a busy 2-core CPU

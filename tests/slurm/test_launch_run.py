@@ -19,15 +19,15 @@ from typing import Any
 
 import pytest
 
-from launch.cancel import cancel
+from contracts.paths import RunPaths
+from contracts.shard import open_shard
 from grids.grid import Grid, grid_from_mapping, read_grid_document
+from launch.cancel import cancel
 from launch.manifest import read_manifests
 from launch.options import LaunchOptions
 from launch.state import sacct, squeue
 from launch.status import StatusReport, status_report
 from launch.submit import launch
-from contracts.paths import RunPaths
-from contracts.shard import open_shard
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]

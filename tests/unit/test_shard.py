@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 from contracts.config import TrialConfig
-from contracts.shard import (ARRAY_NAMES, SCHEMA, SCHEMA_VERSION, ShardError, TrialResult, open_shard, read_shard,
-                      write_shard)
+from contracts.shard import (
+    ARRAY_NAMES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    ShardError,
+    TrialResult,
+    open_shard,
+    read_shard,
+    write_shard,
+)
 
 
 def _trial(seed: int, *, E: int = 2, B: int = 3, T: int = 4, L: int = 3, status: str = "ok") -> TrialResult:
