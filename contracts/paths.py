@@ -97,6 +97,11 @@ class RunPaths:
         return self.folder / "summary.csv"
 
     @property
+    def lock(self) -> Path:
+        """`.lock`: held by collect and launch while they change the folder (contracts.lock)."""
+        return self.folder / ".lock"
+
+    @property
     def collect_state(self) -> Path:
         return self.folder / ".collect_state.json"
 

@@ -1,0 +1,122 @@
+"""An exclusive lock on a run folder that works where HDF5 file locking is off (NFS, Lustre).
+
+`collect` and `launch` (and relaunch) hold `runs/<grid>/.lock` while they change the run folder.
+The lock is a file created with O_CREAT|O_EXCL (atomic on local file systems and NFSv3+) holding the
+holder's host, pid, process start time and purpose. A lock whose holder is on this host and is no
+longer running (no such pid, or the pid was reused by a process that started at another time) is
+stale and is taken over; a lock held from another host is reported, never broken, with the command
+that clears it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+
+class LockHeld(RuntimeError):
+    """The run folder is locked by another live pcsweep process; the message names it and the way out."""
+
+
+def process_start_time(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot, from /proc), or None if there is none.
+
+    (host, pid, start time) names one process for good: a reused pid has another start time.
+    """
+    if pid <= 0:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # field 22 (starttime); fields after the parenthesised command name, which may hold spaces
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def is_running(host: str, pid: int, start_time: str | None) -> bool | None:
+    """True/False when the process can be checked (same host), None when it is on another host."""
+    if host != socket.gethostname():
+        return None
+    if pid <= 1:
+        return False
+    now = process_start_time(pid)
+    return now is not None and (start_time is None or now == start_time)
+
+
+@dataclass
+class RunLock:
+    """`with RunLock(paths.lock, "collect"):` holds the lock for the block; `wait_s` > 0 waits for it."""
+
+    path: Path
+    purpose: str
+    wait_s: float = 0.0
+    poll_s: float = 0.5
+
+    def _record(self) -> dict:
+        return {"host": socket.gethostname(), "pid": os.getpid(), "start_time": process_start_time(os.getpid()),
+                "purpose": self.purpose, "created": datetime.now(UTC).isoformat(timespec="seconds")}
+
+    def _holder(self) -> dict | None:
+        try:
+            holder = json.loads(self.path.read_text(encoding="utf-8"))
+            return holder if isinstance(holder, dict) else {}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # being written, or damaged: treated as held by an unknown process
+
+    def _try(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self._record(), f)
+        return True
+
+    def _stale(self, holder: dict) -> bool:
+        try:
+            pid = int(holder["pid"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        return is_running(str(holder.get("host", "")), pid, holder.get("start_time")) is False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            if self._try():
+                return
+            holder = self._holder()
+            if holder is None:
+                continue  # released between our open and our read: try again at once
+            if self._stale(holder):
+                self.path.unlink(missing_ok=True)
+                continue
+            if time.monotonic() >= deadline:
+                who = (f"{holder.get('purpose', '?')} by pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                       f"since {holder.get('created', '?')}") if holder else "an unreadable lock record"
+                raise LockHeld(
+                    f"{self.path}: the run folder is locked ({who}); wait for it to finish (--wait S waits), or, "
+                    f"if no such process is running, remove {self.path}")
+            time.sleep(self.poll_s)
+
+    def release(self) -> None:
+        holder = self._holder()
+        if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
