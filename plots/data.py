@@ -1,64 +1,62 @@
 """Reading `collect`'s output (summary.csv, results.h5) and the grid, for the figures.
 
-The only module of `plots` that opens files, so that it can switch to `collect.load_summary` /
-`collect.load_trial` in one place. Imports pandas and numpy (results.h5 is read through `collect`; no jax).
+The only module of `plots` that opens files: the summary and the arrays through `collect.load_summary` /
+`collect.load_arrays`, the grid through `grids.resolve` / `grids.load_grid`. Imports pandas, numpy and
+(through collect.load) h5py, so `plots.cli` imports it only once its arguments are known good; no jax.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Iterable, Mapping
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import collect
+from collect.load import read_results_arrays
+from contracts.config import TrialConfig
+from contracts.labels import condition_label, optim_label, round12
 from contracts.paths import RunPaths
+from grids import GridError, GridRef, load_grid, resolve
+from plots.registry import SkipFigure
+
+__all__ = ["SkipFigure", "Inputs", "SummaryError", "condition_key", "config_columns", "expected_trials",
+           "for_dataset", "grid_name_and_yaml", "normalize_summary", "paper_energy_trials", "read_arrays",
+           "require"]
 
 CONFIG_PREFIXES = ("data.", "model.", "train.")
+# what every figure groups or filters by; a summary without them was not written by collect
+REQUIRED_COLUMNS = ("trial_id", "accuracy", "data.dataset", "model.kind", "model.width", "model.activation",
+                    "train.h_lr", "train.w_optimizer", "train.w_momentum")
 
 
-class SkipFigure(Exception):
-    """A figure whose data are absent from the grid: the message says which rows were missing."""
-
-
-def _round12(x: Any) -> Any:
-    """Round a float to 12 significant digits, as the canonical trial config does (quirk Q7)."""
-    if isinstance(x, float) and math.isfinite(x) and x != 0:
-        return float(f"{x:.12g}")
-    return x
-
-
-def optim_label(w_optimizer: str, w_momentum: float) -> str:
-    """`optim` as collect writes it, e.g. "sgd-0.9", "adamw-0.9", "sgd-0.0"."""
-    return f"{w_optimizer}-{float(w_momentum)}"
+class SummaryError(ValueError):
+    """A summary table that cannot be read or lacks collect's columns: the message names the file and the fix."""
 
 
 def normalize_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """Make a summary table safe to group: rounded γ, boolean constant_width, optim/condition present."""
+    """Make a summary table safe to group: γ rounded as trial ids are, boolean constant_width.
+
+    `optim`, `condition` and `status` are collect's columns; they are derived here (with the same
+    `contracts.labels` functions) only for a table that lacks them, e.g. one built in a notebook.
+    """
     df = summary.copy()
     for col in ("train.h_lr", "train.w_lr", "train.w_momentum"):
         if col in df:
-            df[col] = df[col].astype(float).map(_round12)
+            df[col] = df[col].astype(float).map(round12)
     if "model.constant_width" in df:
         df["model.constant_width"] = df["model.constant_width"].map(
             lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
     if "optim" not in df and {"train.w_optimizer", "train.w_momentum"} <= set(df.columns):
         df["optim"] = [optim_label(o, m) for o, m in zip(df["train.w_optimizer"], df["train.w_momentum"])]
     if "condition" not in df and {"model.kind", "optim"} <= set(df.columns):
-        df["condition"] = df["model.kind"].astype(str) + "-" + df["optim"].astype(str)
+        df["condition"] = [condition_label(k, o) for k, o in zip(df["model.kind"], df["optim"])]
     if "status" not in df:
         df["status"] = "ok"
     df["trial_id"] = df["trial_id"].astype(str)
     return df
-
-
-def load_summary(path: Path) -> pd.DataFrame:
-    """Read `summary.csv` (one row per trial) and normalise it."""
-    return normalize_summary(pd.read_csv(path, dtype={"trial_id": str}))
 
 
 def config_columns(summary: pd.DataFrame) -> list[str]:
@@ -90,8 +88,8 @@ def paper_energy_trials(summary: pd.DataFrame, dataset: str | None) -> pd.DataFr
     """The trials the paper's energy figure shows: all seeds of one PC AdamW condition.
 
     As `energy_over_T_plot` did: among PC rows with optim adamw-0.9, take for each γ the row with
-    the best accuracy, sort those rows by accuracy (descending), keep the top one's condition and
-    return every seed of it.
+    the best (final) accuracy, sort those rows by accuracy (descending), keep the top one's condition
+    and return every seed of it.
     """
     rows = for_dataset(summary, dataset)
     rows = require(rows[(rows["model.kind"] == "pc") & (rows["optim"] == "adamw-0.9")],
@@ -103,23 +101,24 @@ def paper_energy_trials(summary: pd.DataFrame, dataset: str | None) -> pd.DataFr
     return rows[keys == keys.loc[top.name]]
 
 
-def read_arrays(results: Path, trial_ids: Iterable[str], name: str) -> dict[str, np.ndarray]:
+def read_arrays(results: Path, trial_ids: pd.Series | list[str], name: str) -> dict[str, np.ndarray]:
     """Array `name` of each trial from results.h5 (e.g. name="energy": [E, B, T+1, L]), read by collect.
 
     Goes through `collect.load_arrays` (which refuses a results.h5 that collect is still updating)
     when `results` sits in a run folder (`<root>/<grid>/results.h5`), else `collect.load.read_results_arrays`.
+    A file or trial that cannot be read skips the figure.
     """
-    trial_ids = [str(t) for t in trial_ids]
+    ids = [str(t) for t in trial_ids]
+    folder = results.parent
     try:
-        run = RunPaths.of(results.parent.name, results.parent.parent)
-        if run.results == results:
-            from collect import load_arrays
-
-            arrays = load_arrays(run.grid, name, trial_ids, run.root)
+        in_run = RunPaths.of(folder.name, folder.parent).results == results
+    except ValueError:  # the folder's name is no grid name: a results file outside a run folder
+        in_run = False
+    try:
+        if in_run:
+            arrays = collect.load_arrays(folder.name, name, ids, folder.parent)
         else:
-            from collect.load import read_results_arrays
-
-            arrays = read_results_arrays(results, name, trial_ids)
+            arrays = read_results_arrays(results, name, ids)
     except (OSError, KeyError, RuntimeError) as e:
         raise SkipFigure(f"cannot read {name} from {results}: {e}") from e
     return {tid: np.asarray(a, dtype=np.float64) for tid, a in arrays.items()}
@@ -127,62 +126,54 @@ def read_arrays(results: Path, trial_ids: Iterable[str], name: str) -> dict[str,
 
 # --- the grid: which trials were expected --------------------------------------------------------
 
-def _grid_file_name(path: Path) -> str:
-    """The `name:` of a grid file (grid files may use keys plain YAML cannot load, e.g. joint axes)."""
-    try:
-        from grids.grid import read_grid_document
-
-        name = read_grid_document(path).get("name")
-    except Exception:  # noqa: BLE001 - launch absent or the file invalid: fall back to a plain look
-        match = re.search(r"^name:\s*['\"]?([\w.-]+)", path.read_text(), flags=re.MULTILINE)
-        name = match.group(1) if match else None
-    return str(name or path.stem)
+def coverage_yaml(ref: GridRef) -> Path | None:
+    """The grid file the coverage figure expands: the grid as launched (`ROOT/NAME/grid.yaml`, with
+    its overrides), else the grid file GRID named or `grids.resolve` found, else None."""
+    return ref.launched_yaml or ref.path
 
 
-def grid_name_and_yaml(grid: str, root: Path | None) -> tuple[str, Path | None]:
-    """GRID as given on the command line (a name or a grid yaml path) → (name, grid yaml or None).
-
-    A yaml path names its grid by its `name:` key (else the file stem); for a bare name the run
-    folder's `grid.yaml` (the grid as launched) is used when present.
-    """
-    path = Path(grid)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return _grid_file_name(path), path
-    name = path.stem if path.suffix in (".yaml", ".yml") else grid
-    launched = RunPaths.of(name, root).grid_yaml
-    return name, launched if launched.is_file() else None
+def grid_name_and_yaml(grid: str, root: str | os.PathLike | None) -> tuple[str, Path | None]:
+    """GRID as given on the command line -> (grid name, grid file for coverage); GridError names the fix."""
+    ref = resolve(grid, root)
+    return ref.name, coverage_yaml(ref)
 
 
-def _condition_row(trial: Any) -> dict[str, Any]:
-    """(dataset, kind, optim, constant_width) of a `contracts.config.TrialConfig` or a nested mapping."""
-    if isinstance(trial, Mapping):
-        d, m, t = trial["data"], trial["model"], trial["train"]
-        get = dict.get
-    else:
-        d, m, t = trial.data, trial.model, trial.train
-        get = getattr
-    return {"data.dataset": get(d, "dataset"), "model.kind": get(m, "kind"),
-            "optim": optim_label(get(t, "w_optimizer"), get(t, "w_momentum")),
-            "model.constant_width": bool(get(m, "constant_width"))}
+def _condition_row(trial: TrialConfig) -> dict[str, object]:
+    """(dataset, kind, optim, constant_width) of one expected trial, labelled as collect labels them."""
+    return {"data.dataset": trial.data.dataset, "model.kind": trial.model.kind,
+            "optim": optim_label(trial.train.w_optimizer, trial.train.w_momentum),
+            "model.constant_width": bool(trial.model.constant_width)}
 
 
 def expected_trials(grid_yaml: Path | None) -> tuple[pd.DataFrame | None, str]:
     """The grid's trials as rows (trial_id, data.dataset, model.kind, optim, model.constant_width).
 
-    Returns (None, reason) when the grid cannot be expanded (no grid.yaml, or `grids.grid`
-    unavailable): the coverage figure then counts only what is present, and says so.
+    Returns (None, reason) when there is no grid file or it no longer expands (e.g. a grid.yaml
+    written by an older pcsweep): the coverage figure then counts only what is present, and says so.
     """
     if grid_yaml is None:
         return None, "no grid.yaml found"
     try:
-        from grids.grid import load_grid  # lazily: launch is optional for plotting
-
         grid = load_grid(grid_yaml)
-        ids = list(getattr(grid, "trial_ids", ()) or [t.trial_id for t in grid.trials])
-        rows = [{"trial_id": str(tid), **_condition_row(trial)} for tid, trial in zip(ids, grid.trials)]
-    except Exception as e:  # noqa: BLE001 - any failure only downgrades the coverage figure
+    except (GridError, ValueError, OSError) as e:  # ValueError: ConfigError, UnicodeDecodeError
         return None, f"could not expand {grid_yaml} ({type(e).__name__}: {e})"
+    rows = [{"trial_id": tid, **_condition_row(trial)} for tid, trial in zip(grid.trial_ids, grid.trials)]
     return pd.DataFrame(rows), f"expected from {grid_yaml.name}"
+
+
+def read_summary(paths: RunPaths, grid_arg: str) -> pd.DataFrame:
+    """collect's summary table of one run folder, normalised; SummaryError names the file and the fix."""
+    rerun = f"run `python -m collect {grid_arg} --root {paths.root}` again"
+    try:
+        table = collect.load_summary(paths.grid, paths.root)
+    except ValueError as e:  # pandas' EmptyDataError, ParserError and UnicodeDecodeError are ValueErrors
+        raise SummaryError(f"{paths.summary}: not a summary table ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''}); {rerun}") from e
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise SummaryError(f"{paths.summary}: no column {', '.join(missing)}; not written by this pcsweep's "
+                           f"collect: {rerun}")
+    return normalize_summary(table)
 
 
 @dataclass(frozen=True)
@@ -195,19 +186,25 @@ class Inputs:
     grid_yaml: Path | None
 
     @classmethod
-    def load(cls, grid: str, root: Path | None = None) -> Inputs:
-        """Load GRID (a name or a yaml path) from its run folder; FileNotFoundError names the fix."""
-        name, grid_yaml = grid_name_and_yaml(grid, root)
-        paths = RunPaths.of(name, root)
+    def load(cls, grid: str, root: str | os.PathLike | None = None) -> Inputs:
+        """Load GRID (a name or a grid file, through `grids.resolve`) from its run folder.
+
+        Raises:
+            GridError: GRID names no safe grid (e.g. a file whose `name:` is `../x`).
+            FileNotFoundError: no summary.csv; the message names the `python -m collect` call to run.
+            SummaryError: a summary.csv that is not collect's table.
+        """
+        return cls.from_ref(resolve(grid, root), grid)
+
+    @classmethod
+    def from_ref(cls, ref: GridRef, grid_arg: str) -> Inputs:
+        """`load` for an already resolved GRID argument (`grid_arg` is quoted in messages)."""
+        paths = ref.paths
         if not paths.summary.is_file():
             raise FileNotFoundError(
-                f"{paths.summary}: no summary table for grid {name!r}; run `python -m collect {grid}"
-                f"{'' if root is None else f' --root {root}'}` first")
-        try:
-            from collect import load_summary as collect_summary  # collect's dtypes; light import
-        except ImportError:
-            return cls(name, load_summary(paths.summary), paths.results, grid_yaml)
-        return cls(name, normalize_summary(collect_summary(name, paths.root)), paths.results, grid_yaml)
+                f"{paths.summary}: no summary table for grid {ref.name!r}; run `python -m collect {grid_arg} "
+                f"--root {paths.root}` first")
+        return cls(ref.name, read_summary(paths, grid_arg), paths.results, coverage_yaml(ref))
 
     @property
     def datasets(self) -> list[str]:

@@ -1,7 +1,7 @@
 """PC accuracy against γ, SGD (momentum 0.9) against AdamW (the paper's Fig. 5 centre-right).
 
 As `single_accuracy_plot`: rows with width 1024 and hard_tanh, boxplot x = γ (categorical), hue =
-optimiser, pooling all w_lr and seeds, ylim (0, 1). Fixes quirk Q19 by keeping PC rows only. When
+optimiser, pooling all w_lr and seeds, ylim (0, 1). Fixes docs/paper-notes.md Q19 by keeping PC rows only. When
 width 1024 or hard_tanh is absent (small grids), the widest width and the first activation present
 are used instead, and the title says so.
 """

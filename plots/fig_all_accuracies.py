@@ -2,7 +2,7 @@
 
 As `all_accuracies_plot`: `catplot(kind="box")`, x = γ, y = accuracy, columns = width, rows =
 activation, hue = optimiser, height 2.5 in and aspect 1.2 per cell; pools all w_lr and seeds.
-Fixes quirk Q19 (PC rows only). Drawn for every dataset present, not only FashionMNIST.
+Fixes docs/paper-notes.md Q19 (PC rows only). Drawn for every dataset present, not only FashionMNIST.
 """
 
 from __future__ import annotations

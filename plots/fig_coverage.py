@@ -3,8 +3,9 @@
 A condition is dataset × model kind × weight optimiser (× constant width where the grid varies it).
 Each bar is the condition's share of done (status ok), diverged and missing, with the counts written
 at its end. Done and diverged count the summary's rows; missing = expected − present, with the
-expected trials expanded from the grid file (`grids.grid.load_grid(grid.yaml).trials`). Without a
-grid file (or `launch`), expected is taken to be what is present, and the title says so.
+expected trials expanded from the grid file (`grids.load_grid`: the grid as launched, `runs/<grid>/grid.yaml`,
+else the grid file GRID named). Without a grid file that expands, expected is taken to be what is present,
+and the caption says so.
 """
 
 from __future__ import annotations

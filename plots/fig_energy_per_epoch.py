@@ -1,6 +1,6 @@
 """The paper's "energy vs T" panel, labelled as what it is: energy per layer against the epoch.
 
-As `energy_over_T_plot` (quirk Q10): for the trials the paper picked (`data.paper_energy_trials`),
+As `energy_over_T_plot` (docs/paper-notes.md Q10): for the trials the paper picked (`data.paper_energy_trials`),
 `energy[e, -1, T-1, k]` (last batch of each epoch, inference step t = T-1) for e = 1..E; mean and
 95% CI over seeds, log y. The paper labelled this x axis "T (Inference Step)"; it is the epoch.
 """

@@ -23,7 +23,7 @@ from plots import style
 from plots.data import for_dataset, require
 
 PANELS = (("pc-sgd-0.9", "PC - SGD"), ("pc-adamw-0.9", "PC - Adam"), ("bp-sgd-0.9", "BP"))
-GAMMA_MAX = 0.3  # the notebook's `h_lr < 0.3` (it drops 0.3, see quirk Q7)
+GAMMA_MAX = 0.3  # the notebook's `h_lr < 0.3` (it drops 0.3, see docs/paper-notes.md Q7)
 BP_SEGMENT = 0.1
 
 

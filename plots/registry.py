@@ -1,7 +1,7 @@
 """Figure name → module registry, and the loop that draws and saves the selected figures.
 
 Each `plots/fig_<name>.py` exposes `draw(summary, results, dataset, **options) -> Figure` and
-raises `SkipFigure(reason)` when its data are absent; this module imports it only when needed.
+raises `SkipFigure(reason)` when its data are absent; this module imports each only when it is drawn.
 """
 
 from __future__ import annotations
@@ -13,8 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # pandas, seaborn and matplotlib load only when figures are drawn (fast --help, --list)
+if TYPE_CHECKING:  # plots.data loads pandas: only when figures are drawn (fast --help, --list)
     from plots.data import Inputs
+
+
+class SkipFigure(Exception):
+    """A figure whose data are absent from the grid: the message says which rows were missing.
+
+    Defined here, the light module every figure module and `plots.data` import, so `plots.style`
+    can raise it without an import cycle.
+    """
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,10 @@ def make_figures(inputs: Inputs, out: Path, formats: Sequence[str], specs: Seque
                  options: Mapping[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> list[Outcome]:
     """Draw `specs` for one grid into `out`; skip (with one line to `log`) those without data."""
+    # matplotlib and seaborn (plots.style) load here, not at import: `--help` and `--list` stay fast
     import matplotlib.pyplot as plt
 
     from plots import style
-    from plots.data import SkipFigure
 
     style.apply()
     available = {"grid_yaml": inputs.grid_yaml, **(options or {})}

@@ -8,6 +8,7 @@ dependency, so its numbers are reproduced here: text width 5.5 in, half width 2.
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from plots.registry import SkipFigure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,8 +142,6 @@ def layer_energy_figure(table: pd.DataFrame, x: str, xlabel: str, title: str) ->
 
     Zero and non-finite values cannot sit on a log axis and are left out; the caller says so.
     """
-    from plots.data import SkipFigure  # plots.data imports this module
-
     shown = table[np.isfinite(table["energy"]) & (table["energy"] > 0)]
     if shown.empty:
         raise SkipFigure("every energy of the chosen trials is zero or not finite")
@@ -159,8 +160,6 @@ def layer_energy_figure(table: pd.DataFrame, x: str, xlabel: str, title: str) ->
 
 def caption(fig: Figure, text: str) -> None:
     """A small note under the axes (condition, filters, caveats), wrapped to the figure's width."""
-    import textwrap
-
     width_chars = max(30, int(fig.get_figwidth() * 72 / (CAPTION_PT * 0.5)))
     lines = [textwrap.fill(part, width_chars) for part in text.split("\n")]
     fig.text(0.5, 0, "\n".join(lines), ha="center", va="top", fontsize=CAPTION_PT, color="0.25")

@@ -147,6 +147,6 @@ def const_run(tmp_path_factory) -> RunPaths:
 
 @pytest.fixture(scope="session")
 def summary(mini_run: RunPaths) -> pd.DataFrame:
-    from plots.data import load_summary
+    from plots.data import Inputs
 
-    return load_summary(mini_run.summary)
+    return Inputs.load(mini_run.grid, mini_run.root).summary

@@ -212,7 +212,7 @@ def test_lr_scaling_counts_diverged_trials_instead_of_averaging_them(summary, mi
 def test_lr_scaling_constant_width_uses_only_the_ablation_rows(summary, mini_run, const_run) -> None:
     with pytest.raises(data.SkipFigure, match="constant_width=True"):
         fig_lr_scaling.draw(summary, mini_run.results, "two_moons", constant_width=True)
-    const = data.load_summary(const_run.summary)
+    const = data.Inputs.load(const_run.grid, const_run.root).summary
     fig = fig_lr_scaling.draw(const, const_run.results, "fashion_mnist", constant_width=True)
     assert "constant layer size" in fig._suptitle.get_text()
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from grids import GRIDS_DIR
 from plots import data, style
 
 
@@ -53,8 +52,7 @@ def test_expected_trials_without_grid_file_is_none() -> None:
 
 
 def test_expected_trials_expands_the_demo_grid() -> None:
-    pytest.importorskip("grids.grid")
-    demo = Path(__file__).resolve().parents[2] / "grids" / "demo.yaml"
+    demo = GRIDS_DIR / "demo.yaml"
     expected, note = data.expected_trials(demo)
     assert expected is not None, note
     assert len(expected) == 32 and expected["trial_id"].is_unique
@@ -75,11 +73,16 @@ def test_read_arrays_of_an_unknown_trial_is_a_skip(mini_run) -> None:
 
 
 def test_grid_argument_may_be_a_name_or_a_yaml_path(tmp_path) -> None:
+    """GRID goes through `grids.resolve`; coverage prefers the grid as launched over the grid file."""
     grid_file = tmp_path / "some_file.yaml"
-    grid_file.write_text("name: stability\nsweep: []\n")
-    assert data.grid_name_and_yaml(str(grid_file), tmp_path) == ("stability", grid_file)
-    assert data.grid_name_and_yaml("stability", tmp_path) == ("stability", None)  # no runs/stability/grid.yaml
-    launched = tmp_path / "stability" / "grid.yaml"
+    grid_file.write_text("name: mystudy\nsweep: []\n")
+    assert data.grid_name_and_yaml(str(grid_file), tmp_path) == ("mystudy", grid_file)
+    # a bare name with no grids/mystudy.yaml and no runs/mystudy/grid.yaml has no grid file
+    assert data.grid_name_and_yaml("mystudy", tmp_path) == ("mystudy", None)
+    launched = tmp_path / "mystudy" / "grid.yaml"
     launched.parent.mkdir()
-    launched.write_text("name: stability\n")
-    assert data.grid_name_and_yaml("stability", tmp_path) == ("stability", launched)
+    launched.write_text("name: mystudy\n")
+    assert data.grid_name_and_yaml("mystudy", tmp_path) == ("mystudy", launched)
+    assert data.grid_name_and_yaml(str(grid_file), tmp_path) == ("mystudy", launched)  # as launched wins
+    # a bare name of a grid shipped in grids/ finds its file there
+    assert data.grid_name_and_yaml("stability", tmp_path) == ("stability", GRIDS_DIR / "stability.yaml")
