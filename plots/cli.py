@@ -68,14 +68,11 @@ def _formats(text: str) -> list[str]:
 
 
 def _resolve(arg: str, root: Path | None) -> GridRef:
-    """`grids.resolve`, with a grid file that is not UTF-8 text turned into a UsageError."""
+    """`grids.resolve` (it refuses unsafe names, binary and non-UTF-8 files), as a UsageError."""
     try:
         return resolve(arg, root)
     except GridError as e:
         raise UsageError(str(e)) from e
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{arg}: not a UTF-8 text file ({e.reason} at byte {e.start}); give a grid YAML file "
-                         "(like grids/demo.yaml) or a grid name") from e
 
 
 def _out_folder(out: Path | None, ref: GridRef, several: bool) -> Path:

@@ -166,9 +166,12 @@ def read_summary(paths: RunPaths, grid_arg: str) -> pd.DataFrame:
     rerun = f"run `python -m collect {grid_arg} --root {paths.root}` again"
     try:
         table = collect.load_summary(paths.grid, paths.root)
+    except KeyError as e:  # read_table sorts by trial_id
+        raise SummaryError(f"{paths.summary}: no column {e.args[0]}; not written by this pcsweep's collect: "
+                           f"{rerun}") from e
     except ValueError as e:  # pandas' EmptyDataError, ParserError and UnicodeDecodeError are ValueErrors
-        raise SummaryError(f"{paths.summary}: not a summary table ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''}); {rerun}") from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise SummaryError(f"{paths.summary}: not a summary table ({type(e).__name__}: {first}); {rerun}") from e
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise SummaryError(f"{paths.summary}: no column {', '.join(missing)}; not written by this pcsweep's "
