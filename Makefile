@@ -50,7 +50,7 @@ slurm-down:  ## stop it
 	scripts/slurm-dev-cluster down
 
 gpu-check: | $(BIN)/python  ## on a GPU node: install the cuda extra, then devices, paper-shaped groups, trials/s, peak memory
-	$(BIN)/python -m pip install --quiet -e '.[cuda]'
+	$(BIN)/python -m pip install --quiet -e '.[cuda]' -c constraints-cuda.txt
 	scripts/gpu-check
 
 clean:  ## remove the demo run folder

@@ -188,7 +188,13 @@ def broken(tmp_path):
 
 
 FROM = "From: python:3.11.11-slim-bookworm"
-TEST_LINE = "print('jax', jax.__version__, 'pcx', m.version('pcx'), 'submitit', submitit.__version__, 'devices:', jax.devices())"
+TEST_LINE = (
+    "print('jax', jax.__version__, 'pcx', m.version('pcx'), 'submitit', submitit.__version__, "
+    "'devices:', jax.devices())"
+)
+TEST_IMPORT = "import importlib.metadata as m, jax, pcx, submitit, h5py;"
+NOUSERSITE = "    export PYTHONNOUSERSITE=1\n"
+HDF5_LOCKING = '    export HDF5_USE_FILE_LOCKING="${HDF5_USE_FILE_LOCKING:-FALSE}"\n'
 
 
 @pytest.mark.parametrize(
@@ -201,13 +207,13 @@ TEST_LINE = "print('jax', jax.__version__, 'pcx', m.version('pcx'), 'submitit', 
         ('"jax[cuda12]==0.4.38"', '"jax==0.4.38"', "jax must be installed as jax[cuda12]"),
         ('"numpy==2.4.6"', '"numpy"', "'numpy' is not an exact pin"),
         ('"pyyaml==6.0.4"', '"pyyaml==6.0.4" .', "installs the code"),
-        ("%post\n", "%files\n    requirements.lock /opt/requirements.lock\n\n%post\n", "'requirements.lock' does not exist"),
-        ("%post\n", "%files\n    pc /opt/pcsweep/pc\n\n%post\n", "copies the code into the image"),
-        ("import importlib.metadata as m, jax, pcx, submitit, h5py;", "import importlib.metadata as m, jax, pcx, submitit;", "missing h5py"),
+        ("%files\n", "%files\n    requirements.lock /opt/requirements.lock\n", "'requirements.lock' does not exist"),
+        ("%files\n", "%files\n    pc /opt/pcsweep/pc\n", "copies the code into the image"),
+        (TEST_IMPORT, TEST_IMPORT.replace(", h5py", ""), "missing h5py"),
         (TEST_LINE, "print('jax', jax.__version__)", "must print(jax.devices())"),
-        ("    export PYTHONNOUSERSITE=1\n", "    export PYTHONNOUSERSITE=1\n    export LD_LIBRARY_PATH=/usr/local/cuda/lib64\n", "LD_LIBRARY_PATH appears"),
+        (NOUSERSITE, NOUSERSITE + "    export LD_LIBRARY_PATH=/usr/local/cuda/lib64\n", "LD_LIBRARY_PATH appears"),
         ('"${XLA_PYTHON_CLIENT_PREALLOCATE:-false}"', "true", "XLA_PYTHON_CLIENT_PREALLOCATE must default to false"),
-        ('    export HDF5_USE_FILE_LOCKING="${HDF5_USE_FILE_LOCKING:-FALSE}"\n', "", "HDF5_USE_FILE_LOCKING must default to FALSE"),
+        (HDF5_LOCKING, "", "HDF5_USE_FILE_LOCKING must default to FALSE"),
         ("org.pcsweep.jax 0.4.38", "org.pcsweep.jax 0.4.37", "org.pcsweep.jax is '0.4.37'; expected '0.4.38'"),
         ("    org.pcsweep.pcx 0.6.3\n", "", "org.pcsweep.pcx is missing"),
         ("org.pcsweep.python 3.11.11", "org.pcsweep.python 3.11.10", "org.pcsweep.python is '3.11.10'"),
@@ -221,7 +227,7 @@ def test_a_broken_copy_is_rejected(broken, old, new, expected):
 
 
 def test_an_existing_files_source_is_accepted(broken):
-    assert broken("%post\n", "%files\n    pyproject.toml /opt/pcsweep/pyproject.toml\n\n%post\n") == []
+    assert broken("%files\n", "%files\n    pyproject.toml /opt/pcsweep/pyproject.toml\n") == []
 
 
 def test_a_pinned_digest_is_accepted(broken):
