@@ -1,19 +1,29 @@
-"""Trial config and trial id: the contract every stage shares (DESIGN.md section 2).
+"""Trial config and trial id: the contract every stage shares (docs/design.md section 2).
 
 Pure Python (no jax, no numpy) so that `launch` and `collect` can import it on a login node.
 A trial config is a nested mapping with the sections `data`, `model`, `train` and `seed`; the
-frozen dataclasses below are its typed schema and hold the defaults. `trial_id` hashes the
-canonical JSON of the mapping, so the same config has the same id on every machine.
+frozen dataclasses below are its typed schema and hold the defaults. `TrialConfig.from_mapping` is
+the one validation path every value goes through (grid files, overrides, `python -m pc`, shards read
+back): strict types, finite numbers, and the ranges in `contracts.limits`. Merging defaults with
+`key=value` overrides is OmegaConf's job (`contracts.overrides`). `trial_id` hashes the canonical JSON
+of the mapping, so the same config has the same id on every machine.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from contracts.labels import round12
+from contracts.limits import LIMITS, check_limits, describe, in_range
 
 DATASETS = ("two_moons", "two_circles", "fashion_mnist", "mnist")
 MODEL_KINDS = ("pc", "bp")
@@ -61,7 +71,7 @@ class TrainConfig:
     h_optimizer: str = "sgd"
     w_optimizer: str = "adamw"  # sgd | adamw
     w_lr: float = 0.01
-    w_momentum: float = 0.9  # SGD momentum; a label only for AdamW (paper quirk Q16)
+    w_momentum: float = 0.9  # SGD momentum; a label only for AdamW (docs/paper-notes.md Q16)
     w_weight_decay: float = 1e-4  # AdamW only (optax default, as the paper)
 
 
@@ -103,78 +113,111 @@ def valid_keys() -> list[str]:
     return keys + ["seed"]
 
 
-def _type_ok(value: Any, annotation: str) -> bool:
-    if value is None:
-        return "None" in annotation
+@functools.cache
+def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
+    """Field name -> the Python types its values may have (from the resolved annotations)."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        out[name] = tuple(type(None) if a is None else a for a in args)
+    return out
+
+
+def field_types(key: str) -> tuple[type, ...]:
+    """The types a dotted key's value may have, e.g. `field_types("data.resize") == (int, NoneType)`."""
+    *section, name = key.split(".")
+    cls = _SECTIONS[section[0]] if section else TrialConfig
+    return _field_types(cls)[name]
+
+
+def _type_name(allowed: tuple[type, ...]) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+
+
+def check_value(key: str, value: Any, allowed: tuple[type, ...]) -> Any:
+    """`value` converted to the field's type (an int where a float is due), or ConfigError.
+
+    Strict on purpose: a bool is not an int, a string is never a number, floats must be finite, and
+    `${...}` (an OmegaConf interpolation) is refused so that no value is read from the environment.
+    """
     if isinstance(value, bool):
-        return annotation.startswith("bool")
-    if annotation.startswith("int"):
-        return isinstance(value, int)
-    if annotation.startswith("float"):
-        return isinstance(value, (int, float))
-    if annotation.startswith("str"):
-        return isinstance(value, str)
-    if annotation.startswith("bool"):
-        return False
-    return True
+        ok = bool in allowed
+    elif isinstance(value, int):
+        ok = int in allowed or float in allowed
+        if ok and int not in allowed:
+            value = float(value)
+    elif isinstance(value, float):
+        ok = float in allowed
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{key}: got {value!r}; expected a finite number")
+    elif value is None:
+        ok = type(None) in allowed
+    elif isinstance(value, str):
+        ok = str in allowed
+        if ok and "${" in value:
+            raise ConfigError(f"{key}: got {value!r}; interpolations (${{...}}) are not supported, write the value")
+    else:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{key}: got {value!r}; expected {_type_name(allowed)}")
+    return value
 
 
 def _from_mapping(cls: type, mapping: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: got {mapping!r}; expected a mapping")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(mapping) - set(fields))
+    fields = _field_types(cls)
+    unknown = sorted((str(k) for k in set(mapping) - set(fields)), key=str)
     if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key; valid keys are {', '.join(valid_keys())}"
-        )
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; valid keys are {', '.join(valid_keys())}")
     kwargs = {}
     for name, value in mapping.items():
         if name in _SECTIONS and cls is TrialConfig:
             kwargs[name] = _from_mapping(_SECTIONS[name], value, prefix=f"{name}.")
-            continue
-        annotation = str(fields[name].type)
-        if not _type_ok(value, annotation):
-            raise ConfigError(f"{prefix}{name}: got {value!r}; expected {annotation}")
-        if annotation.startswith("float") and value is not None:
-            value = float(value)
-        kwargs[name] = value
+        else:
+            kwargs[name] = check_value(f"{prefix}{name}", value, fields[name])
     return cls(**kwargs)
 
 
-def _choice(key: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}: got {value!r}; expected one of {', '.join(allowed)}")
+# The string keys with a fixed set of values (checked alone, before cross-key rules).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.dataset": DATASETS,
+    "data.resize_method": RESIZE_METHODS,
+    "model.kind": MODEL_KINDS,
+    "model.activation": ACTIVATIONS,
+    "model.init_w": INIT_W,
+    "model.init_h": INIT_H,
+    "train.w_optimizer": W_OPTIMIZERS,
+    "train.h_optimizer": H_OPTIMIZERS,
+}
 
 
-def _positive(key: str, value: Any) -> None:
-    if value is None or value <= 0:
-        raise ConfigError(f"{key}: got {value!r}; expected a positive number")
+def check_single(key: str, value: Any) -> Any:
+    """Type, choice and range check of one value alone (cross-key rules need the whole config).
+
+    Returns the value as the config stores it (an int given for a float field becomes a float).
+    Fast on purpose: grids check every axis value with it, and an axis may hold 100,000 seeds.
+    """
+    value = check_value(key, value, field_types(key))
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key}: got {value!r}; expected one of {', '.join(CHOICES[key])}")
+    if key in LIMITS and value is not None and not in_range(key, value):
+        raise ConfigError(f"{key}: got {value!r}; expected {describe(key)}")
+    return value
 
 
 def _validate(cfg: TrialConfig) -> TrialConfig:
     d, m, t = cfg.data, cfg.model, cfg.train
-    _choice("data.dataset", d.dataset, DATASETS)
-    _choice("data.resize_method", d.resize_method, RESIZE_METHODS)
-    _choice("model.kind", m.kind, MODEL_KINDS)
-    _choice("model.activation", m.activation, ACTIVATIONS)
-    _choice("model.init_w", m.init_w, INIT_W)
-    _choice("model.init_h", m.init_h, INIT_H)
-    _choice("train.w_optimizer", t.w_optimizer, W_OPTIMIZERS)
-    _choice("train.h_optimizer", t.h_optimizer, H_OPTIMIZERS)
-    for key in ("data.n_samples", "data.batch_size", "model.width", "train.epochs", "train.T"):
+    for key, allowed in CHOICES.items():
         section, name = key.split(".")
-        _positive(key, getattr(getattr(cfg, section), name))
-    for key in ("train.h_lr", "train.w_lr"):
-        _positive(key, getattr(t, key.split(".")[1]))
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{key}: got {value!r}; expected one of {', '.join(allowed)}")
+    problem = check_limits(cfg)
+    if problem:
+        raise ConfigError(problem)
     if m.n_layers != 4:
         raise ConfigError(f"model.n_layers: got {m.n_layers}; only 4 ([in, h, h, out]) is supported")
-    if t.w_momentum < 0 or t.w_weight_decay < 0:
-        raise ConfigError("train.w_momentum and train.w_weight_decay must be >= 0")
-    if d.resize is not None and d.resize <= 0:
-        raise ConfigError(f"data.resize: got {d.resize!r}; expected a positive image side or null")
-    if d.n_classes is not None and d.n_classes < 2:
-        raise ConfigError(f"data.n_classes: got {d.n_classes!r}; expected >= 2 or null")
     if m.kind == "bp" and t.T != 1:
         raise ConfigError(f"train.T: got {t.T} for model.kind=bp; backprop runs T=1")
     if d.dataset in ("two_moons", "two_circles"):
@@ -184,7 +227,7 @@ def _validate(cfg: TrialConfig) -> TrialConfig:
         if n_batches < 2 or n_batches % 2:
             raise ConfigError(
                 f"data.n_samples // data.batch_size = {n_batches}: must be even and >= 2 "
-                "(the half-size test set is cut into whole batches, paper quirk Q23)"
+                "(the half-size test set is cut into whole batches, docs/paper-notes.md Q23)"
             )
     if m.constant_width and (d.n_classes != m.width or (d.resize or 28) ** 2 != m.width):
         raise ConfigError(
@@ -205,7 +248,7 @@ def set_dotted(mapping: dict[str, Any], key: str, value: Any) -> None:
 
 def _round_floats(value: Any) -> Any:
     if isinstance(value, float):
-        return float(f"{value:.12g}")
+        return round12(value)
     if isinstance(value, Mapping):
         return {k: _round_floats(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -214,7 +257,7 @@ def _round_floats(value: Any) -> Any:
 
 
 def canonical_json(mapping: Mapping[str, Any]) -> str:
-    """Sorted keys, no whitespace, floats rounded to 12 significant digits (DESIGN.md section 2)."""
+    """Sorted keys, no whitespace, floats rounded to 12 significant digits (docs/design.md section 2)."""
     return json.dumps(_round_floats(mapping), sort_keys=True, separators=(",", ":"))
 
 

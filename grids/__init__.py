@@ -6,11 +6,13 @@ validates and expands it into unique trial configs. `resolve` turns the GRID arg
 `contracts.config`, so `launch`, `collect` and `plots` read grids alike on a login node.
 """
 
-from grids.grid import Grid, GridError, dump_grid, grid_from_mapping, load_grid, parse_value, read_grid_document
+from grids.document import GridError, parse_value, read_grid_document
+from grids.grid import Grid, dump_grid, grid_from_mapping, load_grid
 from grids.resolve import GRIDS_DIR, GridRef, grid_file_name, resolve
-from grids.sweep import fast_trial_id
+from grids.sweep import MAX_TRIALS, fast_trial_id
 
 __all__ = [
+    "MAX_TRIALS",
     "GRIDS_DIR",
     "GridRef",
     "grid_file_name",

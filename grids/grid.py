@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from contracts.config import ConfigError, TrialConfig, set_dotted
+from contracts.overrides import merge_config, parse_overrides
 from contracts.paths import RunFolderError, check_grid_name
-from grids.sweep import GridError, Parser, expand, fast_trial_id
+from grids.document import GridError, dump_yaml, parse_value, read_grid_document
+from grids.sweep import MAX_TRIALS, Parser, count_trials, expand, fast_trial_id
 
-__all__ = ["Grid", "GridError", "dump_grid", "fast_trial_id", "grid_from_mapping", "load_grid", "parse_value"]
+__all__ = ["Grid", "GridError", "dump_grid", "fast_trial_id", "grid_from_mapping", "load_grid", "parse_value",
+           "read_grid_document"]
 
 GRID_KEYS = ("name", "description", "defaults", "sweep", "exclude")
 @dataclass(frozen=True)
@@ -42,68 +42,6 @@ class Grid:
     swept: tuple[str, ...] = ()  # dotted keys the sweep sets (axes, joint, set, by)
 
 
-# ---------------------------------------------------------------- YAML with 1e-3 floats
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), refuses duplicate keys
-    and accepts a flow sequence as a mapping key (`[a, b]: [[1, 2]]` for joint axes)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    k: [r for r in v if r[0] != "tag:yaml.org,2002:float"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    out: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, list):
-            key = tuple(key)
-        if key in out:
-            raise GridError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}; each key may appear once")
-        out[key] = loader.construct_object(value_node, deep=deep)
-    return out
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line or YAML scalar: `1` int, `1e-3` float, `true` bool, `null` None, else str."""
-    return yaml.load(text, Loader=_Loader)
-
-
-# ---------------------------------------------------------------- documents and overrides
-
-
-def _parse_overrides(overrides: Sequence[str], parser: Parser) -> dict[str, Any]:
-    out = {}
-    for text in overrides:
-        if "=" not in text:
-            raise GridError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=1")
-        key, raw = text.split("=", 1)
-        key = parser.key(key.strip(), f"override {text!r}")
-        if not raw.strip():
-            raise GridError(f"override {text!r}: empty value; write e.g. {key}=null for None")
-        out[key] = parse_value(raw)
-    return out
-
-
 def _nest(mapping: Mapping[str, Any]) -> dict:
     """Nested copy of a defaults mapping that may use dotted keys (`train.epochs: 1`)."""
     out: dict = {}
@@ -116,7 +54,9 @@ def _nest(mapping: Mapping[str, Any]) -> dict:
     return out
 
 
-def grid_from_mapping(doc: Mapping, *, source: str = "<grid>", overrides: Sequence[str] = (), path: Path | None = None) -> Grid:
+def grid_from_mapping(
+    doc: Any, *, source: str = "<grid>", overrides: Sequence[str] = (), path: Path | None = None
+) -> Grid:
     """Validate a grid document and expand it into unique trials (see the module docstring).
 
     Args:
@@ -138,21 +78,58 @@ def grid_from_mapping(doc: Mapping, *, source: str = "<grid>", overrides: Sequen
     except RunFolderError as e:
         raise GridError(str(e)) from e
     description = doc.get("description") or ""
+    if not isinstance(description, str):
+        raise GridError(f"{source}: description: got {type(description).__name__}; expected text")
     defaults = _nest(probe.mapping(doc.get("defaults"), "defaults"))
     for k in _flat_keys(defaults):
         probe.key(k, f"defaults.{k}")
-    try:
-        full = TrialConfig.from_mapping(defaults).to_mapping()
-    except ConfigError as e:
-        raise GridError(f"{source}: defaults: {e}") from e
-    parser = Parser(source, full)
+    full = _full_defaults(defaults, source, "defaults")
     sweep = doc.get("sweep")
     if sweep is None:
         sweep = [{}]
     if not isinstance(sweep, list) or not sweep:
         raise GridError(f"{source}: sweep: got {sweep!r}; expected a non-empty list of blocks")
+    parser = Parser(source, full)
     blocks = [parser.block(b, i) for i, b in enumerate(sweep)]
+    swept = _swept_keys(blocks)
+    over = _overrides(overrides, swept, source)
+    if over:
+        full = _full_defaults(defaults, source, "override", over)
+        for key, value in over.items():
+            set_dotted(defaults, key, value)  # the stored grid.yaml holds them as defaults
+        parser = Parser(source, full)
+        blocks = [parser.block(b, i) for i, b in enumerate(sweep)]
     top_rules = parser.rules(doc.get("exclude"), "exclude")
+    n = count_trials(blocks, source)
+    if n > MAX_TRIALS:
+        raise GridError(f"{source}: sweep: {n:,} trials before exclusions, more than the {MAX_TRIALS:,} a grid may "
+                        "hold; split it into several grid files")
+    seen: dict[str, TrialConfig] = {}
+    generated = 0
+    for tid, cfg in expand(blocks, top_rules, full, source):
+        generated += 1
+        seen.setdefault(tid, cfg)
+    if not seen:
+        raise GridError(f"{source}: exclude: every trial is excluded; the grid is empty")
+    raw = copy.deepcopy(dict(doc))
+    raw["defaults"] = defaults
+    return Grid(name=name, path=path, defaults=full, trials=tuple(seen.values()), raw=_plain(raw),
+                description=description, trial_ids=tuple(seen), duplicates=generated - len(seen),
+                swept=tuple(sorted(swept)))
+
+
+def _full_defaults(
+    defaults: Mapping[str, Any], source: str, where: str, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Schema <- grid defaults <- overrides, merged by OmegaConf and validated: every key, or GridError."""
+    try:
+        return merge_config(defaults, overrides or {}).to_mapping()
+    except ConfigError as e:
+        raise GridError(f"{source}: {where}: {e}") from e
+
+
+def _swept_keys(blocks: Sequence[Any]) -> dict[str, str]:
+    """Dotted key -> where the sweep varies it (axes, joint, set, by), for the override rule."""
     swept: dict[str, str] = {}
     for b in blocks:
         for g in b.groups:
@@ -161,42 +138,22 @@ def grid_from_mapping(doc: Mapping, *, source: str = "<grid>", overrides: Sequen
             swept[key] = w
             for groups in cases.values():
                 swept.update({k: g.where for g in groups for k in g.keys})
-    over = _parse_overrides(overrides, parser)
+    return swept
+
+
+def _overrides(texts: Sequence[str], swept: Mapping[str, str], source: str) -> dict[str, Any]:
+    """Parsed `key=value` overrides (contracts.overrides: the parser every command shares)."""
+    try:
+        over = parse_overrides(texts)
+    except ConfigError as e:
+        raise GridError(f"{source}: {e}") from e
     for key, value in over.items():
         if key in swept:
             raise GridError(
                 f"{source}: override {key}={value!r}: {key} is varied by the sweep ({swept[key]}); an override "
                 "applies to every trial and would collapse it. Edit the grid file, or pick trials with --only"
             )
-        set_dotted(defaults, key, value)
-    if over:
-        try:
-            full = TrialConfig.from_mapping(defaults).to_mapping()
-        except ConfigError as e:
-            raise GridError(f"{source}: override: {e}") from e
-        parser = Parser(source, full)
-        blocks = [parser.block(b, i) for i, b in enumerate(sweep)]
-    seen: dict[str, TrialConfig] = {}
-    generated = 0
-    for tid, cfg in expand(blocks, top_rules, full, source):
-        generated += 1
-        if tid not in seen:
-            seen[tid] = cfg
-    if not seen:
-        raise GridError(f"{source}: exclude: every trial is excluded; the grid is empty")
-    raw = copy.deepcopy(dict(doc))
-    raw["defaults"] = defaults
-    return Grid(
-        name=name,
-        path=path,
-        defaults=full,
-        trials=tuple(seen.values()),
-        raw=_plain(raw),
-        description=str(description),
-        trial_ids=tuple(seen),
-        duplicates=generated - len(seen),
-        swept=tuple(sorted(swept)),
-    )
+    return over
 
 
 def _flat_keys(mapping: Mapping, prefix: str = "") -> list[str]:
@@ -218,21 +175,6 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def read_grid_document(path: str | os.PathLike) -> dict:
-    """Parse a grid YAML file (floats like 1e-3 included); errors name the file and line."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise GridError(f"{p}: cannot read the grid file ({e.strerror}); check the path") from e
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except GridError as e:
-        raise GridError(f"{p}: {e}") from e
-    except yaml.YAMLError as e:
-        raise GridError(f"{p}: not valid YAML: {e}".replace("\n", " ")) from e
-
-
 def load_grid(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Grid:
     """Read, validate and expand a grid file; nothing runs on an invalid grid.
 
@@ -246,4 +188,4 @@ def load_grid(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Grid:
 
 def dump_grid(grid: Grid) -> str:
     """The grid's `raw` document as YAML text (what launch stores as runs/<grid>/grid.yaml)."""
-    return yaml.safe_dump(grid.raw, sort_keys=False, default_flow_style=None, width=120)
+    return dump_yaml(grid.raw)

@@ -10,16 +10,30 @@ Imports only `contracts.config` (no jax).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import hashlib
 import itertools
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.config import PER_TRIAL_KEYS, ConfigError, TrialConfig, canonical_json, set_dotted, valid_keys
+from contracts.config import (
+    PER_TRIAL_KEYS,
+    ConfigError,
+    TrialConfig,
+    canonical_json,
+    check_single,
+    set_dotted,
+    valid_keys,
+)
+from contracts.labels import round12
+from grids.document import GridError
+
+# The most trials one grid may expand to (counted from axis lengths before anything is expanded). The
+# paper's largest grid holds 50,560; a typo like `seed: {range: 100000000}` is refused at once.
+MAX_TRIALS = 250_000
 
 BLOCK_KEYS = ("name", "description", "set", "axes", "joint", "by", "exclude")
 CASE_KEYS = ("set", "axes", "joint")
@@ -27,10 +41,6 @@ _SECTIONS = tuple(
     f.name for f in dataclasses.fields(TrialConfig) if dataclasses.is_dataclass(getattr(TrialConfig(), f.name))
 )
 _TOP_KEYS = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.name not in _SECTIONS)
-
-
-class GridError(ValueError):
-    """An invalid grid file or override; the message names the file, the dotted key and the fix."""
 
 
 _SECTION_JSON: dict[Any, str] = {}
@@ -103,16 +113,13 @@ class Parser:
         return key
 
     def value(self, key: str, value: Any, where: str) -> Any:
-        """Type and range check of one value alone (cross-key rules are checked per trial)."""
+        """Type, choice and range check of one value alone (cross-key rules are checked per trial)."""
         if isinstance(value, (list, dict, tuple)):
             raise self.fail(where, f"got {value!r}; expected a single value for {key}")
-        mapping = copy.deepcopy(dict(self.defaults))
-        set_dotted(mapping, key, value)
         try:
-            TrialConfig.from_mapping(mapping)
+            check_single(key, value)
         except ConfigError as e:
-            if str(e).startswith(f"{key}:"):
-                raise self.fail(where, f"{e}. Fix this value in the grid file") from e
+            raise self.fail(where, f"{e}. Fix this value in the grid file") from e
         return value
 
     def values(self, key: str, spec: Any, where: str) -> list:
@@ -121,6 +128,11 @@ class Parser:
             args = [r] if isinstance(r, int) else r
             if not (isinstance(args, list) and 1 <= len(args) <= 3 and all(type(a) is int for a in args)):
                 raise self.fail(where, f"got range {r!r}; expected N, [start, stop] or [start, stop, step] of ints")
+            if len(args) == 3 and args[2] == 0:
+                raise self.fail(where, f"got range {r!r}; the step must not be 0")
+            if len(range(*args)) > MAX_TRIALS:
+                raise self.fail(where, f"range {r!r} holds {len(range(*args)):,} values, more than the "
+                                       f"{MAX_TRIALS:,} trials a grid may hold; split the grid")
             spec = list(range(*args))
         if not isinstance(spec, list):
             raise self.fail(where, f"got {spec!r}; expected a list of values (use `set:` for one value)")
@@ -136,7 +148,8 @@ class Parser:
         if allowed is not None:
             for k in obj:
                 if k not in allowed:
-                    raise self.fail(f"{where}.{k}" if where else str(k), f"unknown key; expected one of {', '.join(allowed)}")
+                    raise self.fail(f"{where}.{k}" if where else str(k),
+                                    f"unknown key; expected one of {', '.join(allowed)}")
         return obj
 
     def groups(self, spec: Mapping, where: str) -> list[_Group]:
@@ -159,7 +172,8 @@ class Parser:
             checked = []
             for i, row in enumerate(rows):
                 if not isinstance(row, list) or len(row) != len(keys):
-                    raise self.fail(f"{w}[{i}]", f"got {row!r}; expected a list of {len(keys)} values ({', '.join(keys)})")
+                    raise self.fail(f"{w}[{i}]",
+                                    f"got {row!r}; expected a list of {len(keys)} values ({', '.join(keys)})")
                 checked.append(tuple(self.value(key, x, f"{w}[{i}]") for key, x in zip(keys, row)))
             out.append(_Group(keys, checked, w))
         seen: dict[str, str] = {}
@@ -174,7 +188,8 @@ class Parser:
         if spec is None:
             return []
         if not isinstance(spec, list):
-            raise self.fail(where, f"got {spec!r}; expected a list of rules like {{model.kind: bp, train.w_optimizer: adamw}}")
+            raise self.fail(where,
+                            f"got {spec!r}; expected a list of rules like {{model.kind: bp, train.w_optimizer: adamw}}")
         rules = []
         for i, rule in enumerate(spec):
             w = f"{where}[{i}]"
@@ -210,7 +225,7 @@ class Parser:
 
 
 def _canon(value: Any) -> Any:
-    return float(f"{value:.12g}") if isinstance(value, float) else value
+    return round12(value)
 
 
 def _replace_groups(groups: list[_Group], new: list[_Group], source: str) -> list[_Group]:
@@ -258,6 +273,17 @@ def _split_by(block: _Block, source: str) -> Iterator[tuple[list[_Group], str]]:
     yield from rec(block.groups, block.by, block.where)
 
 
+def count_trials(blocks: list[_Block], source: str) -> int:
+    """Trials the blocks generate before exclusions and de-duplication, from axis lengths alone."""
+    total = 0
+    for block in blocks:
+        for groups, _ in _split_by(block, source):
+            total += math.prod(len(g.rows) for g in groups)
+            if total > MAX_TRIALS:
+                return total
+    return total
+
+
 def _get(cfg: TrialConfig, key: str) -> Any:
     obj: Any = cfg
     for part in key.split("."):
@@ -290,10 +316,8 @@ def expand(blocks: list[_Block], top_rules: list, defaults: Mapping[str, Any], s
     def light_value(key: str, value: Any, where: str) -> Any:
         tk = (key, value.__class__, value)
         if tk not in light_cache:
-            mapping = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in defaults.items()}
-            set_dotted(mapping, key, value)
             try:
-                light_cache[tk] = _get(TrialConfig.from_mapping(mapping), key)
+                light_cache[tk] = check_single(key, value)
             except ConfigError as e:
                 raise GridError(f"{source}: {where}: {e}; fix the value in the grid file") from e
         return light_cache[tk]

@@ -11,46 +11,38 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import yaml
-
 from contracts.config import ConfigError, TrialConfig, valid_keys
+from contracts.overrides import merge_config, parse_overrides
+from pc.trials import TrialFailure, iter_trial_results, provenance
 
 EPILOG = """\
-keys (dotted, value parsed as YAML: 0.1, 1e-3, null, true):
+keys (dotted; values are read as YAML by OmegaConf's dotlist parser, as `launch` reads overrides:
+0.1, 1e-3, null, true; key=value pairs may come before or after the options):
   {keys}
 
 examples:
   python -m pc model.width=64 train.epochs=8 --out runs/moons.h5
-  python -m pc data.dataset=fashion_mnist data.batch_size=128 model.width=1024 \\
-      train.w_optimizer=sgd train.w_momentum=0.9 train.h_lr=0.01 --data-dir ~/data --out fm.h5
+  python -m pc --out fm.h5 data.dataset=fashion_mnist data.batch_size=128 model.width=1024 \\
+      train.w_optimizer=sgd train.w_momentum=0.9 train.h_lr=0.01 --data-dir ~/data
 """
 
 
-def parse_overrides(pairs: Sequence[str]) -> TrialConfig:
-    """Build a TrialConfig from `key=value` strings; raise ConfigError naming a bad key or value."""
-    cfg = TrialConfig()
-    updates = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{pair!r}: expected key=value, e.g. model.width=64")
-        try:
-            updates[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{key}: cannot parse value {raw!r} ({e})") from e
-    return cfg.replace(**updates) if updates else cfg
+def config_from_overrides(pairs: Sequence[str]) -> TrialConfig:
+    """The defaults with `key=value` strings merged in; ConfigError names a bad key or value."""
+    return merge_config({}, parse_overrides(pairs))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pc",
-        description="Train one predictive-coding (or backprop) trial on this machine and write a shard.",
+        description="Train one predictive-coding (or backprop) trial on this machine and write a one-trial "
+                    "shard (HDF5, pcsweep-shard version 2, docs/design.md section 5).",
         epilog=EPILOG.format(keys="\n  ".join(valid_keys())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="trial config keys to change from the defaults (listed below)")
-    parser.add_argument("--out", required=True, help="shard file to write (HDF5, pcsweep-shard v1)")
+    parser.add_argument("--out", required=True, help="shard file to write (HDF5, pcsweep-shard version 2)")
     parser.add_argument("--data-dir", default=None,
                         help="folder with FashionMNIST/MNIST IDX files (default: $PCSWEEP_DATA, "
                              "then /usr/share/datasets/<dataset>)")
@@ -74,14 +66,13 @@ def summary_lines(result) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns 0 on a result (ok or diverged), 1 if the trial raised, 2 on bad input."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     try:
-        cfg = parse_overrides(args.overrides)
+        cfg = config_from_overrides(args.overrides)
     except ConfigError as e:
         print(f"python -m pc: {e}", file=sys.stderr)
         return 2
-    from contracts.shard import write_shard
-    from pc.trials import TrialFailure, iter_trial_results, provenance
+    from contracts.shard import write_shard  # h5py: only once the arguments are known good
 
     (result,) = list(iter_trial_results([cfg], data_dir=args.data_dir, progress=not args.no_progress))
     if isinstance(result, TrialFailure):

@@ -174,7 +174,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def _images(cfg: DataConfig, folder: Path):
     mean, std = NORMALISATION[cfg.dataset]
     out = []
-    for split, (img_name, lbl_name) in IDX_FILES.items():
+    for img_name, lbl_name in IDX_FILES.values():
         img_path, lbl_path = _idx_path(folder, img_name), _idx_path(folder, lbl_name)
         images, labels = read_idx(img_path), read_idx(lbl_path)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

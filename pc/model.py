@@ -3,28 +3,20 @@
 PC: dims [in, h, h, out]; u_l = f(W_l h_{l-1} + b_l) for the two hidden layers, each followed by a
 squared-error Vode; the output is linear, followed by a cross-entropy Vode whose state is clamped to
 the one-hot label (`frozen`). BP: the same three layers with the activation applied to *every*
-layer, the logits included (the paper's code did this: quirk Q13), and one cross-entropy Vode.
+layer, the logits included (the paper's code did this: docs/paper-notes.md Q13), and one cross-entropy Vode.
 Weights: one key per layer from `px.RandomKeyGenerator(seed)`, input to output, exactly as
 `pxnn.Linear(..., rkg=rkg)` draws them; so seed 0 gives the paper's initial weights.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Sequence
 
-if "xla_cpu_use_thunk_runtime" not in os.environ.get("XLA_FLAGS", ""):
-    # jax 0.4.38's default CPU runtime is ~2x slower on these models (notes section 0) and rounds
-    # differently; a user's own setting of the flag wins. XLA reads it when the backend starts,
-    # which importing pcx does, so this runs before the first `import pcx` of every pc entry point.
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_thunk_runtime=false").strip()
-
-from collections.abc import Callable, Sequence  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import pcx as px  # noqa: E402
-import pcx.nn as pxnn  # noqa: E402
-import pcx.predictive_coding as pxc  # noqa: E402
+import jax
+import jax.numpy as jnp
+import pcx as px
+import pcx.nn as pxnn
+import pcx.predictive_coding as pxc
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "leaky_relu": jax.nn.leaky_relu,  # slope 0.01, as the paper

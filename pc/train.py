@@ -32,7 +32,7 @@ import pcx.nn as pxnn
 import pcx.predictive_coding as pxc
 import pcx.utils as pxu
 
-from contracts.config import TrialConfig
+from contracts.config import TrialConfig, static_key
 from pc.model import build_model, init_weights, set_weights
 
 # Group sizes a program is compiled for; a group is padded up to the next one. No 1: XLA compiles
@@ -268,8 +268,6 @@ def group_sizes(cfg: TrialConfig, d_in: int, n_classes: int, mem_budget_bytes: f
 
 def get_program(cfg: TrialConfig, d_in: int, n_classes: int, n: int) -> GroupProgram:
     """The cached program for this static config and padded group size (built on first use)."""
-    from contracts.config import static_key
-
     key = (static_key(cfg), d_in, n_classes, n)
     if key not in _PROGRAMS:
         _PROGRAMS[key] = GroupProgram(cfg, d_in, n_classes, n)
@@ -278,8 +276,6 @@ def get_program(cfg: TrialConfig, d_in: int, n_classes: int, n: int) -> GroupPro
 
 def drop_program(cfg: TrialConfig, d_in: int, n_classes: int, n: int) -> None:
     """Forget a program whose objects may hold a failed trace's leftovers."""
-    from contracts.config import static_key
-
     _PROGRAMS.pop((static_key(cfg), d_in, n_classes, n), None)
 
 

@@ -10,13 +10,6 @@ the start of every epoch, cumulatively, as the paper's `random.shuffle(train_dl)
 from __future__ import annotations
 
 import os
-
-if "xla_cpu_use_thunk_runtime" not in os.environ.get("XLA_FLAGS", ""):
-    # The legacy XLA CPU runtime: ~2x faster here (see pc/model.py). Set before jax starts; this
-    # module itself imports no jax, so `launch` may import it on a login node.
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_thunk_runtime=false").strip()
-
-import json
 import platform
 import random
 import subprocess
@@ -102,6 +95,7 @@ def iter_trial_results(
 
 
 def _run_group(group, data_dir, bar, on_epoch) -> Iterator[TrialResult | TrialFailure]:
+    # jax and pcx load here, not at the top: `python -m pc --help` and the task's start stay fast
     import pcx as px
 
     from pc import train
@@ -275,10 +269,4 @@ def run_trials(
     return failures
 
 
-def failure_json(failure: TrialFailure) -> str:
-    """A failure as the JSON that `runs/<grid>/failed/<trial_id>.json` holds (the task adds host, job)."""
-    return json.dumps({"trial_id": failure.trial_id, "config": failure.config, "error": failure.error,
-                       "traceback": failure.traceback}, indent=2)
-
-
-__all__ = ["TrialFailure", "batch_orders", "failure_json", "iter_trial_results", "provenance", "run_trials"]
+__all__ = ["TrialFailure", "batch_orders", "iter_trial_results", "provenance", "run_trials"]
