@@ -1,4 +1,4 @@
-"""collect: shards -> one results.h5 and one summary table, plus a report (DESIGN.md section 6).
+"""collect: shards -> one results.h5 and one summary table, plus a report (docs/design.md section 6).
 
 Runs on login nodes: importing it loads neither jax nor pandas nor h5py; the public names below are
 resolved on first use.

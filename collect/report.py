@@ -47,8 +47,8 @@ class CollectReport:
 
     @property
     def is_clean(self) -> bool:
-        """True when nothing is missing or failed (what `--strict` checks)."""
-        return not self.missing and not self.failed
+        """True when nothing is missing, failed or unexpected (what `--strict` checks)."""
+        return not self.missing and not self.failed and not self.unexpected
 
     def to_json_dict(self) -> dict[str, Any]:
         """`dataclasses.asdict`, plus the counts a script would otherwise have to compute."""
@@ -85,7 +85,8 @@ def render(report: CollectReport) -> str:
     if r.unexpected:
         lines.append(f"  unexpected {r.unexpected}  (in results but not in the grid)")
     lines.append(f"  duplicate  {r.duplicate}" + (f"  ({_ids(r.duplicate_ids)}; newest kept)" if r.duplicate else ""))
-    lines.append(f"  corrupt    {len(r.corrupt)}" + ("  (set aside in shards/bad/)" if r.corrupt else ""))
+    aside = "  (set aside in shards/bad/ with a .reason.txt; relaunch the grid to rerun their trials)"
+    lines.append(f"  corrupt    {len(r.corrupt)}" + (aside if r.corrupt else ""))
     for name, reason in r.corrupt[:SHOW_IDS]:
         lines.append(f"    {name}: {reason}")
     for note in r.notes:

@@ -12,19 +12,21 @@ numpy index per array, so the cost per trial is a few Python object creations.
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from collect.rows import Copied
 from contracts.config import valid_keys
+from contracts.labels import condition_label, optim_label
 from contracts.shard import Block
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # only for annotations: pandas is imported where a table is built (0.3 s)
 
 RATIO_EPS = 1e-32  # energy_{k-1} / (energy_k + 1e-32), as the paper's notebooks
 _F4 = np.dtype("<f4")
@@ -40,7 +42,7 @@ class Parts:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.status: list[str] = []
-        self.configs: list[str] = []
+        self.configs: list[dict[str, Any]] = []  # parsed
         self.vectors: dict[str, list[np.ndarray]] = {"wall_s": [], "accuracy": [], "accuracy_best": []}
         self.layers: dict[str, list[np.ndarray]] = {f: [] for f in (*PER_LAYER, "energy_final")}
 
@@ -50,12 +52,10 @@ class Parts:
 
     def add(self, block: Block) -> None:
         """Add every trial of a block."""
-        from collect.merge import Copied
-
         self.add_rows(Copied.of(block))
 
-    def add_rows(self, rows: Any) -> None:
-        """Add rows given as a `collect.merge.Copied` (columns, test_accuracy, last-batch values)."""
+    def add_rows(self, rows: Copied) -> None:
+        """Add rows given as a `collect.rows.Copied` (columns, parsed configs, test_accuracy, last-batch values)."""
         acc = np.asarray(rows.test_accuracy, dtype=_F4)  # [N, E]
         energy, energy_var = rows.last["energy"], rows.last["energy_var"]  # [N, T+1, L]
         if energy.shape[1] < 2:
@@ -66,7 +66,7 @@ class Parts:
             best = np.nanmax(acc, axis=1) if epochs else np.full(n, np.nan, _F4)
         self.ids += rows.trial_ids
         self.status += rows.status
-        self.configs += rows.configs
+        self.configs += rows.parsed
         self.vectors["wall_s"].append(np.asarray(rows.wall_s, dtype=np.float64))
         self.vectors["accuracy"].append((acc[:, -1] if epochs else np.full(n, np.nan, _F4)).astype(np.float64))
         self.vectors["accuracy_best"].append(best.astype(np.float64))
@@ -78,11 +78,11 @@ class Parts:
 
     def build(self) -> pd.DataFrame:
         """One DataFrame, columns in the documented order, rows sorted by trial id."""
-        import pandas as pd
+        import pandas as pd  # lazy: 0.3 s to import, and `import collect` must stay light
 
         order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
         idx = np.asarray(order, dtype=np.intp)
-        flat = _config_columns(json.loads("[" + ",".join([self.configs[i] for i in order]) + "]"))
+        flat = _config_columns([self.configs[i] for i in order])
         keys = valid_keys()
         extra = sorted(set(flat) - set(keys))
 
@@ -101,8 +101,8 @@ class Parts:
         for key in keys + extra:
             cols[key] = flat.get(key, [None] * n)
         opt, mom, kind = (flat.get(k, [None] * n) for k in ("train.w_optimizer", "train.w_momentum", "model.kind"))
-        cols["optim"] = [f"{o}-{m}" for o, m in zip(opt, mom)]
-        cols["condition"] = [f"{k}-{o}" for k, o in zip(kind, cols["optim"])]
+        cols["optim"] = [_optim(o, m) for o, m in zip(opt, mom)]
+        cols["condition"] = [condition_label(k, o) for k, o in zip(kind, cols["optim"])]
         layers = {f: _padded(parts)[idx] for f, parts in self.layers.items()}
         cols["n_layers_energy"] = np.concatenate(
             [np.full(len(p), p.shape[1], np.int64) for p in self.layers["energy"]] or [np.zeros(0, np.int64)])[idx]
@@ -115,6 +115,13 @@ class Parts:
         for k in range(layers["energy_final"].shape[1]):
             cols[f"energy_final_{k}"] = layers["energy_final"][:, k]
         return pd.DataFrame(cols)
+
+
+def _optim(w_optimizer: Any, w_momentum: Any) -> str:
+    """`contracts.labels.optim_label`, or both values as text where a config lacks one or it is not a number."""
+    if isinstance(w_optimizer, str) and isinstance(w_momentum, (int, float)) and not isinstance(w_momentum, bool):
+        return optim_label(w_optimizer, w_momentum)
+    return f"{w_optimizer}-{w_momentum}"
 
 
 def _padded(parts: list[np.ndarray]) -> np.ndarray:
@@ -185,7 +192,7 @@ def build_table(blocks: Iterable[Block]) -> pd.DataFrame:
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a summary CSV back with the dtypes it was written with (trial ids stay strings)."""
-    import pandas as pd
+    import pandas as pd  # lazy: 0.3 s to import, and `import collect` must stay light
 
     df = pd.read_csv(path, dtype={"trial_id": str, "status": str, "optim": str, "condition": str})
     return df.sort_values("trial_id", kind="stable", ignore_index=True)
@@ -196,7 +203,7 @@ def merge_tables(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
     Columns follow `build_table`'s order: a union where old and new differ (e.g. a first BP trial).
     """
-    import pandas as pd
+    import pandas as pd  # lazy: 0.3 s to import, and `import collect` must stay light
 
     if old.empty:
         return new
@@ -236,8 +243,6 @@ def update_table(path: str | os.PathLike, new: pd.DataFrame) -> None:
     replacing an existing trial, or a new column, rewrites the whole table. Either way
     `read_table` returns rows sorted by trial id, so the result equals a full rebuild.
     """
-    import shutil
-
     if new.empty:
         return
     path = os.fspath(path)

@@ -35,7 +35,7 @@ def synthetic_trial(seed: int, *, kind: str = "pc", E: int = 2, B: int = 4, T: i
     }
     if diverge_at is not None:
         e, b = diverge_at
-        for name, a in arrays.items():
+        for a in arrays.values():
             if a.ndim > 1:
                 a[e, b:] = np.nan
                 a[e + 1:] = np.nan

@@ -96,8 +96,9 @@ def test_collect_never_loads_jax(run, repo_root):
 def test_grid_name_reads_the_repository_grid_files_with_joint_axes(repo_root):
     # grids/*.yaml use flow sequences as keys (`[train.w_optimizer, train.w_momentum]:`), which
     # yaml.safe_load refuses; `python -m collect grids/demo.yaml` must still find the name
-    from collect.expected import grid_name
+    # (collect resolves GRID with grids.resolve, the one rule of every command)
+    from grids import resolve
 
-    assert grid_name(str(repo_root / "grids" / "demo.yaml")) == "demo"
-    assert grid_name(str(repo_root / "grids" / "stability.yaml")) == "stability"
-    assert grid_name("demo") == "demo"
+    assert resolve(str(repo_root / "grids" / "demo.yaml")).name == "demo"
+    assert resolve(str(repo_root / "grids" / "stability.yaml")).name == "stability"
+    assert resolve("demo").name == "demo"

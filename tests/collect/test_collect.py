@@ -11,7 +11,9 @@ import pytest
 from collect_cases import GRID, synthetic_trial
 
 import collect
-from collect import merge
+from collect.blockstore import PROVENANCE
+from collect.results import ResultsWriter
+from collect.state import updating_marker
 from contracts.shard import ARRAY_NAMES
 
 
@@ -33,7 +35,7 @@ def _results_row(run, trial_id: str) -> tuple[dict[str, np.ndarray], dict[str, s
             if trial_id in ids:
                 i = ids.index(trial_id)
                 strings = {c: g[c].asstr()[i] if g[c].dtype.kind == "O" else g[c][i].decode()
-                           for c in ("trial_id", "config", "status", *merge.PROVENANCE)}
+                           for c in ("trial_id", "config", "status", *PROVENANCE)}
                 return {n: g[n][i] for n in ARRAY_NAMES}, strings
     raise KeyError(trial_id)
 
@@ -235,7 +237,7 @@ def test_a_failed_full_collect_leaves_results_untouched_and_no_temp_files(run, m
     def boom(self, info, trial_ids):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(merge.ResultsWriter, "copy_from", boom)
+    monkeypatch.setattr(ResultsWriter, "copy_from", boom)
     with pytest.raises(KeyboardInterrupt):
         collect.collect(GRID, run.root, rebuild=True, progress=False)
     assert run.paths.results.read_bytes() == before and run.leftovers() == []
@@ -244,26 +246,30 @@ def test_a_failed_full_collect_leaves_results_untouched_and_no_temp_files(run, m
 def test_an_interrupted_in_place_update_is_refused_then_rebuilt(run, messy, monkeypatch):
     collect.collect(GRID, run.root, progress=False)
     run.shard("s5", [messy["f"]], created="2026-01-03T00:00:00+00:00")
-    real_copy = merge.ResultsWriter.copy_from
+    real_copy = ResultsWriter.copy_from
 
     def copy_then_die(self, info, trial_ids):
         real_copy(self, info, trial_ids)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(merge.ResultsWriter, "copy_from", copy_then_die)
+    monkeypatch.setattr(ResultsWriter, "copy_from", copy_then_die)
     with pytest.raises(KeyboardInterrupt):
         collect.collect(GRID, run.root, progress=False)
-    assert run.leftovers() == [] and not merge.updating_marker(run.paths).exists()
+    # a failed update leaves the marker (it is removed only after a complete, verified update)
+    assert run.leftovers() == [] and updating_marker(run.paths).exists()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        collect.load_trial(GRID, messy["a"].trial_id, root=run.root)
     monkeypatch.undo()
-    r = collect.collect(GRID, run.root, progress=False)  # results.h5 no longer matches the state
-    assert r.mode == "full" and r.complete == 6 and any("changed since" in n for n in r.notes)
+    r = collect.collect(GRID, run.root, progress=False)  # the marker: results.h5 is rebuilt from the shards
+    assert r.mode == "full" and r.complete == 6 and any("interrupted" in n for n in r.notes)
+    assert not updating_marker(run.paths).exists()
     # A process killed mid-update leaves the marker: loaders refuse, the next collect rebuilds.
-    merge.updating_marker(run.paths).write_text("killed")
+    updating_marker(run.paths).write_text("killed")
     with pytest.raises(RuntimeError, match="interrupted"):
         collect.load_trial(GRID, messy["a"].trial_id, root=run.root)
     r = collect.collect(GRID, run.root, progress=False)
     assert r.mode == "full" and any("interrupted" in n for n in r.notes)
-    assert not merge.updating_marker(run.paths).exists()
+    assert not updating_marker(run.paths).exists()
     assert collect.load_trial(GRID, messy["a"].trial_id, root=run.root).status == "ok"
 
 
@@ -359,10 +365,10 @@ def test_unreadable_failed_record_and_grid_yaml_fall_back_with_a_note(run, messy
 
 
 def test_grid_name_from_a_yaml_path(tmp_path):
-    from collect.expected import grid_name
+    from grids import resolve
 
     f = tmp_path / "x.yaml"
     f.write_text("name: propagation\n")
-    assert grid_name(str(f)) == "propagation" and grid_name("demo") == "demo"
-    with pytest.raises(ValueError, match="cannot read"):
-        grid_name(str(tmp_path / "absent.yaml"))
+    assert resolve(str(f)).name == "propagation" and resolve("demo").name == "demo"
+    with pytest.raises(ValueError, match="no such grid file"):
+        resolve(str(tmp_path / "absent.yaml"))

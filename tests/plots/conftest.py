@@ -1,57 +1,79 @@
-"""A synthetic but format-true collected run: results.h5 + summary.csv for a mini grid.
+"""Collected runs for the plots tests: real shards (`contracts.shard.write_shard`) merged by the real `collect`.
 
-The per-trial arrays follow DESIGN.md section 5 (energy [E, B, T+1, L] with hidden layers exactly 0
-until the output error reaches them, as under forward init: layer 2 at t=0, layer 1 at t=0 and 1),
-written with `collect.merge.write_results` (collect's block layout, docs/shard-format.md); the summary
-columns are derived from those arrays the way collect derives them (last epoch, last batch, t = T-1
-for energies; ratios e_{k-1} / (e_k + 1e-32)).
+The grid is a real grid file (`MINI_GRID`, stored as the run folder's `grid.yaml`, as launch stores it),
+expanded with `grids.load_grid`. Each trial's arrays are synthetic but format-true (docs/design.md
+section 5: energy [E, B, T+1, L] with hidden layers exactly 0 until the output error reaches them, as
+under forward init: layer 2 at t=0, layer 1 at t=0 and 1). Accuracy peaks before the last epoch and then
+falls, so the final accuracy (`accuracy`) and the best one (`accuracy_best`) differ in every trial: a
+figure that plotted or filtered on the wrong one fails its test. The summary the tests read is the one
+`collect` wrote, through `plots.Inputs.load`; no test re-derives collect's rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from contracts.config import TrialConfig, trial_id
+import collect
+from contracts.config import TrialConfig
 from contracts.paths import RunPaths
-from contracts.shard import TrialResult
+from contracts.shard import TrialResult, write_shard
+from grids import load_grid
+from plots.data import Inputs
 
 E, B, T_PC = 3, 4, 4
-DATASETS = ("two_moons", "fashion_mnist")
 GAMMAS = (1e-3, 1e-2, 0.1, 0.3)  # 0.3: in the boxplots, not in the LR-scaling lines (paper: γ < 0.3)
 WIDTHS = (64, 128)
-ACTIVATIONS = ("leaky_relu", "hard_tanh")
-SEEDS = (0, 1)
-OPTIMS = (("sgd", 0.9), ("adamw", 0.9))
+MISSING_BP_ADAMW = 3  # two_moons BP-AdamW trials never written to a shard: missing in the coverage figure
+
+MINI_GRID = """\
+name: {name}
+description: plots tests, {datasets} x PC/BP x SGD(0.9)/AdamW x 2 widths x 2 activations x 2 seeds (x 4 gammas)
+defaults:
+  train: {{epochs: 3, T: 4}}
+sweep:
+  - axes:
+      data.dataset: [{datasets}]
+      model.kind: [pc, bp]
+      model.width: [{widths}]
+      model.activation: [leaky_relu, hard_tanh]
+      model.constant_width: [{constant_width}]
+      seed: [0, 1]
+    joint:
+      [train.w_optimizer, train.w_momentum]: [[sgd, 0.9], [adamw, 0.9]]
+    by:
+      model.kind:
+        pc: {{axes: {{train.h_lr: [1.0e-3, 1.0e-2, 0.1, 0.3]}}}}
+        bp: {{set: {{train.T: 1, train.h_lr: 1.0}}}}
+{more_by}"""
+# the ablation: every layer as wide as the (resized) input and the one-hot output, so width = resize**2
+CONST_BY = """\
+      model.width:
+        64: {set: {data.resize: 8, data.n_classes: 64}}
+        256: {set: {data.resize: 16, data.n_classes: 256}}
+"""
 
 
-def make_config(dataset: str, kind: str, opt: str, momentum: float, gamma: float, width: int,
-                activation: str, seed: int, constant_width: bool = False) -> dict:
-    cfg = dataclasses.asdict(TrialConfig())
-    cfg["data"]["dataset"] = dataset
-    cfg["model"].update(kind=kind, width=width, activation=activation, constant_width=constant_width)
-    cfg["train"].update(T=T_PC if kind == "pc" else 1, h_lr=gamma, w_optimizer=opt, w_momentum=momentum,
-                        epochs=E)
-    cfg["seed"] = seed
-    return cfg
+def accuracy_curve(kind: str, adam: bool, gamma: float, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Test accuracy per epoch: it rises to a peak at epoch E-1 and falls at the last one, most at large γ
+    (the instability the stability study is about). The final value is the summary's `accuracy`, the
+    peak its `accuracy_best`; at γ = 0.3 with AdamW the peak is above 0.5 and the final value below."""
+    final = 0.8 if kind == "bp" else 0.9 - (3.0 if adam else 1.0) * gamma - 0.0002 * width
+    final = float(np.clip(final + rng.normal(0, 0.02), 0.05, 0.9))
+    peak = min(0.99, final + (0.05 if kind == "bp" else 0.1 + 2 * gamma))
+    return np.array([0.3, peak, final])
 
 
-def make_trial(cfg: dict, *, diverged: bool = False) -> TrialResult:
+def make_trial(cfg: TrialConfig, tid: str, *, diverged: bool = False) -> TrialResult:
     """Deterministic synthetic arrays whose values depend on the config (so figures differ by γ)."""
-    tid = trial_id(cfg)
     rng = np.random.default_rng(int(tid[:8], 16))
-    kind, gamma = cfg["model"]["kind"], cfg["train"]["h_lr"]
-    T = cfg["train"]["T"]
+    kind, gamma, T = cfg.model.kind, cfg.train.h_lr, cfg.train.T
     L = 3 if kind == "pc" else 1
-    adam = cfg["train"]["w_optimizer"] == "adamw"
-    acc_final = 0.8 if kind == "bp" else 0.9 - (3.0 if adam else 1.0) * gamma - 0.0002 * cfg["model"]["width"]
-    acc_final = float(np.clip(acc_final + rng.normal(0, 0.02), 0.05, 0.99))
-    test_accuracy = np.linspace(0.3, acc_final, E)
+    test_accuracy = accuracy_curve(kind, cfg.train.w_optimizer == "adamw", gamma, cfg.model.width, rng)
     t = np.arange(T + 1)[None, None, :, None]
     epoch = (1 + np.arange(E))[:, None, None, None]
     k = np.arange(L)[None, None, None, :]
@@ -60,93 +82,79 @@ def make_trial(cfg: dict, *, diverged: bool = False) -> TrialResult:
     hidden = (gamma * 10.0 ** (-k)) * (1 - np.exp(-t)) / epoch * (t >= L - 1 - k)
     output = 2.0 * np.exp(-0.2 * t) / epoch
     energy = np.where(k == L - 1, output, hidden) * noise
-    energy_var = energy**2 * 0.1
-    w_norm = rng.uniform(1, 2, size=(E, B, L))
-    w_grad_norm = rng.uniform(0.01, 0.1, size=(E, B, L))
-    w_grad_var = w_grad_norm**2
-    arrays = dict(test_accuracy=test_accuracy, energy=energy, energy_var=energy_var, w_norm=w_norm,
-                  w_grad_norm=w_grad_norm, w_grad_var=w_grad_var)
-    if diverged:
+    w_grad_norm = rng.uniform(0.01, 0.1, size=(E, B, 3))
+    arrays = dict(test_accuracy=test_accuracy, energy=energy, energy_var=energy**2 * 0.1,
+                  w_norm=rng.uniform(1, 2, size=(E, B, 3)), w_grad_norm=w_grad_norm, w_grad_var=w_grad_norm**2)
+    if diverged:  # NaN from the second epoch on, as the group program pads a diverged trial
         arrays = {n: np.where(np.arange(a.shape[0]).reshape((-1,) + (1,) * (a.ndim - 1)) >= 1, np.nan, a)
                   for n, a in arrays.items()}
-    return TrialResult(tid, cfg, "diverged" if diverged else "ok", float(rng.uniform(1, 5)),
+    return TrialResult(tid, dataclasses.asdict(cfg), "diverged" if diverged else "ok", float(rng.uniform(1, 5)),
                        {n: a.astype(np.float32) for n, a in arrays.items()})
 
 
-def _flatten(cfg: dict) -> dict:
-    out = {}
-    for section in ("data", "model", "train"):
-        out.update({f"{section}.{key}": value for key, value in cfg[section].items()})
-    out["seed"] = cfg["seed"]
-    return out
-
-
-def summary_row(trial: TrialResult) -> dict:
-    """One summary row, derived from the arrays as collect does."""
-    a = {n: np.asarray(v, dtype=np.float64) for n, v in trial.arrays.items()}
-    T = a["energy"].shape[2] - 1
-    L = a["energy"].shape[3]
-    cfg = trial.config
-    optim = f"{cfg['train']['w_optimizer']}-{float(cfg['train']['w_momentum'])}"
-    row = {"trial_id": trial.trial_id, "status": trial.status, "wall_s": trial.wall_s,
-           "accuracy": a["test_accuracy"][-1], "accuracy_best": np.nanmax(a["test_accuracy"]),
-           **_flatten(cfg), "optim": optim, "condition": f"{cfg['model']['kind']}-{optim}",
-           "n_layers_energy": L}
-    for k in range(3):
-        present = k < L
-        row[f"energy_{k}"] = a["energy"][-1, -1, T - 1, k] if present else np.nan
-        row[f"energy_var_{k}"] = a["energy_var"][-1, -1, T - 1, k] if present else np.nan
-        row[f"energy_final_{k}"] = a["energy"][-1, -1, T, k] if present else np.nan
-        for m in ("w_norm", "w_grad_norm", "w_grad_var"):
-            row[f"{m}_{k}"] = a[m][-1, -1, k] if present else np.nan
-    for k in (1, 2):
-        row[f"energy_ratio_{k - 1}/{k}"] = (row[f"energy_{k - 1}"] / (row[f"energy_{k}"] + 1e-32)
-                                           if L == 3 else np.nan)
-    return row
-
-
-def write_run(root: Path, grid: str, trials: list[TrialResult]) -> RunPaths:
-    """results.h5 (collect's block layout) + summary.csv under `root/grid`."""
-    from collect.merge import write_results
-
-    paths = RunPaths.of(grid, root)
-    paths.folder.mkdir(parents=True, exist_ok=True)
-    write_results(paths.results, trials, grid=grid)
-    pd.DataFrame([summary_row(t) for t in trials]).to_csv(paths.summary, index=False)
+def collected_run(root: Path, grid_text: str, *, diverged: int | None = None, missing: set[int] = frozenset()
+                  ) -> RunPaths:
+    """Store `grid_text` as the run's grid.yaml, write one shard per (dataset, model kind) task with every
+    trial but `missing` (trial `diverged` diverged), and run the real `collect` on the folder."""
+    grid = load_grid_text(root, grid_text)
+    paths = RunPaths.of(grid.name, root)
+    tasks: dict[str, list[TrialResult]] = {}
+    for i, (cfg, tid) in enumerate(zip(grid.trials, grid.trial_ids)):
+        if i not in missing:
+            tasks.setdefault(f"{cfg.data.dataset}-{cfg.model.kind}", []).append(
+                make_trial(cfg, tid, diverged=i == diverged))
+    for key, trials in tasks.items():
+        write_shard(paths.shard(key), trials, grid=grid.name, task_key=key)
+    report = collect.collect(grid.name, root, progress=False)
+    assert report.complete == len(grid.trials) - len(missing), report
     return paths
 
 
-def mini_grid_configs(constant_width: bool = False, datasets=DATASETS) -> list[dict]:
-    configs = []
-    for ds, (opt, mom), width, act, seed in itertools.product(datasets, OPTIMS, WIDTHS, ACTIVATIONS, SEEDS):
-        for gamma in GAMMAS:
-            configs.append(make_config(ds, "pc", opt, mom, gamma, width, act, seed, constant_width))
-        configs.append(make_config(ds, "bp", opt, mom, 1.0, width, act, seed, constant_width))
-    return configs
+def load_grid_text(root: Path, text: str):  # -> grids.Grid
+    """Write `text` as `<root>/<name>/grid.yaml` (the grid as launched) and load it from there."""
+    name = text.split("\n", 1)[0].removeprefix("name: ")
+    paths = RunPaths.of(name, root)
+    paths.folder.mkdir(parents=True)
+    paths.grid_yaml.write_text(text)
+    return load_grid(paths.grid_yaml)
+
+
+def _index(grid, **where) -> list[int]:
+    """Indices of the grid's trials whose dotted config keys have the given values."""
+    def value(cfg, key):
+        section, name = key.split("__")
+        return getattr(getattr(cfg, section), name)
+    return [i for i, cfg in enumerate(grid.trials) if all(value(cfg, k) == v for k, v in where.items())]
 
 
 @pytest.fixture(scope="session")
 def mini_run(tmp_path_factory) -> RunPaths:
-    """The mini grid: 2 datasets x PC/BP x sgd-0.9/adamw-0.9 x 4 γ (PC) x 2 widths x 2 activations
-    x 2 seeds, one PC trial diverged."""
-    root = tmp_path_factory.mktemp("runs")
-    configs = mini_grid_configs()
-    diverged = next(i for i, c in enumerate(configs)
-                    if c["model"]["kind"] == "pc" and c["train"]["h_lr"] == 0.1 and c["train"]["w_optimizer"] == "sgd")
-    trials = [make_trial(c, diverged=(i == diverged)) for i, c in enumerate(configs)]
-    return write_run(root, "mini", trials)
+    """The mini grid, collected: 2 datasets x PC/BP x sgd-0.9/adamw-0.9 x 4 γ (PC) x 2 widths x 2 activations
+    x 2 seeds; one two_moons PC-SGD trial at γ = 0.1 diverged, three two_moons BP-AdamW trials missing."""
+    text = MINI_GRID.format(name="mini", datasets="two_moons, fashion_mnist", widths="64, 128",
+                            constant_width="false", more_by="")
+    grid = load_grid(_write(tmp_path_factory.mktemp("grid") / "mini.yaml", text))
+    diverged = _index(grid, data__dataset="two_moons", model__kind="pc", train__w_optimizer="sgd",
+                      train__h_lr=0.1)[0]
+    missing = set(_index(grid, data__dataset="two_moons", model__kind="bp",
+                         train__w_optimizer="adamw")[:MISSING_BP_ADAMW])
+    return collected_run(tmp_path_factory.mktemp("runs"), text, diverged=diverged, missing=missing)
 
 
 @pytest.fixture(scope="session")
 def const_run(tmp_path_factory) -> RunPaths:
-    """The constant-layer-size ablation on fashion_mnist (model.constant_width true)."""
-    root = tmp_path_factory.mktemp("runs_const")
-    configs = mini_grid_configs(constant_width=True, datasets=("fashion_mnist",))
-    return write_run(root, "const", [make_trial(c) for c in configs])
+    """The constant-layer-size ablation on fashion_mnist (model.constant_width true), collected."""
+    text = MINI_GRID.format(name="const", datasets="fashion_mnist", widths="64, 256", constant_width="true",
+                            more_by=CONST_BY)
+    return collected_run(tmp_path_factory.mktemp("runs_const"), text)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture(scope="session")
 def summary(mini_run: RunPaths) -> pd.DataFrame:
-    from plots.data import Inputs
-
+    """The summary collect wrote for the mini grid, as the figures read it."""
     return Inputs.load(mini_run.grid, mini_run.root).summary

@@ -1,0 +1,94 @@
+"""The merge loop: copy each trial's winning copy into results, falling back when a shard turns out bad.
+
+Shards are probed first (`probe_shards`, which sets bad ones aside). Then, for each trial, the newest
+valid copy is copied (`copy_winners`); a shard that fails its full check is set aside before anything
+of it is written, and its trials fall back to the next-newest valid copy, if any.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable
+
+from tqdm import tqdm
+
+from collect.probe import ShardChanged, ShardInfo, probe
+from collect.results import ResultsWriter
+from collect.shards import set_aside
+from collect.state import Kept, ShardEntry, State, winners
+from collect.summary import Parts
+from contracts.paths import RunPaths
+from contracts.shard import ShardError
+
+# Tests only: seconds to sleep once the rows are written and before results.h5 is committed, so a test can
+# kill a collect in the middle of an update (tests/collect/test_crash.py). Read nowhere else.
+TEST_PAUSE_ENV = "PCSWEEP_COLLECT_TEST_PAUSE_S"
+
+
+def probe_shards(paths: RunPaths, names: Iterable[str]) -> list[ShardInfo]:
+    """Validate shards by name; bad ones are moved to shards/bad/ (and left out)."""
+    infos = []
+    for name in sorted(names):
+        path = paths.shards_dir / name
+        try:
+            infos.append(probe(path, paths.grid))
+        except FileNotFoundError:
+            continue  # deleted or renamed since it was listed
+        except ShardError as e:
+            set_aside(paths, path, str(e))
+    return infos
+
+
+def pause_for_tests() -> None:
+    """Sleep `$PCSWEEP_COLLECT_TEST_PAUSE_S` seconds, saying so on stderr (the test waits for that line)."""
+    seconds = os.environ.get(TEST_PAUSE_ENV)
+    if seconds:
+        print(f"collect: {TEST_PAUSE_ENV}: pausing {seconds} s before the commit", file=sys.stderr, flush=True)
+        time.sleep(float(seconds))
+
+
+def copy_winners(paths: RunPaths, writer: ResultsWriter, infos: list[ShardInfo], pending: dict[str, ShardInfo],
+                 state: State, table: Parts, notes: list[str], progress: bool) -> None:
+    """Copy `pending` (trial id -> shard) into `writer`; update `state` (kept copies, valid shards) and `table`."""
+    bad: set[str] = set()
+    changed: set[str] = set()
+    lookup = {i.name: i for i in infos}
+    with tqdm(total=len(pending), unit="trial", desc="merge", disable=not (progress and pending),
+              dynamic_ncols=True, mininterval=0.5, leave=False) as bar:
+        while pending:
+            by_shard: dict[str, list[str]] = {}
+            for tid, info in pending.items():
+                by_shard.setdefault(info.name, []).append(tid)
+            writer.plan(infos, pending)
+            for name in sorted(by_shard):
+                info = lookup[name]
+                try:
+                    copied = writer.copy_from(info, sorted(by_shard[name]))
+                except ShardChanged as e:  # rewritten since probed: skip now, read it next time
+                    bad.add(name)
+                    changed.add(name)
+                    notes.append(f"{e}; its trials were not taken from it this time")
+                except ShardError as e:
+                    bad.add(name)
+                    set_aside(paths, info.path, str(e))
+                else:
+                    for c in copied:
+                        table.add_rows(c)
+                        for tid, status in zip(c.trial_ids, c.status):
+                            state.kept[tid] = Kept(info.created, info.mtime_ns, info.name, status)
+                bar.update(len(by_shard[name]))
+            # Trials whose chosen shard turned out bad fall back to the next-newest valid copy.
+            retry = {t for n in bad & set(by_shard) for t in by_shard[n]}
+            pending = {t: i for t, i in winners(infos, state.kept, bad).items() if t in retry}
+    record_shards(state, infos, bad, changed)
+
+
+def record_shards(state: State, infos: Iterable[ShardInfo], bad: set[str], changed: set[str]) -> None:
+    """Remember the valid shards read this time; forget those rewritten since their probe (read them again)."""
+    for info in infos:
+        if info.name not in bad:
+            state.shards[info.name] = ShardEntry.of(info)
+        elif info.name in changed:
+            state.shards.pop(info.name, None)
