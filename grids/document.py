@@ -2,8 +2,9 @@
 
 A grid file is small, UTF-8 text YAML. Before parsing, the reader refuses files over `MAX_BYTES`,
 binary files and text that is not UTF-8. While parsing, it refuses documents nested deeper than
-`MAX_DEPTH` or with more than `MAX_ALIASES` alias uses (a "billion laughs" alias bomb expands to
-gigabytes when walked). The loader reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), refuses
+`MAX_DEPTH`, with more than `MAX_ALIASES` alias uses, whose aliases expand to more than
+`MAX_NODES` values (a "billion laughs" alias bomb of nine levels expands to 10^8 values when walked),
+or with a recursive alias. The loader reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), refuses
 duplicate keys, and accepts a flow sequence as a mapping key (`[a, b]: [[1, 2]]` for joint axes).
 Every error is a `GridError` naming the file (and the line where YAML gives one).
 """
@@ -20,6 +21,7 @@ import yaml
 MAX_BYTES = 1 << 20  # 1 MiB: the paper's largest grid file is under 4 KiB
 MAX_DEPTH = 32
 MAX_ALIASES = 100
+MAX_NODES = 100_000  # values after aliases are expanded; the paper's largest grid has a few hundred
 
 
 class GridError(ValueError):
@@ -49,6 +51,36 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        size = _expanded_size(node, {})
+        if size > MAX_NODES:
+            raise GridError(f"its aliases (*name) expand to {size:,} values, more than {MAX_NODES:,}; "
+                            "write the values out")
+        return super().construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Values in the document once every alias is replaced by a copy (shared nodes counted each time).
+
+    A node reached again while it is still being counted contains itself (`a: &x [1, *x]`): refused,
+    since walking it never ends.
+    """
+    key = id(node)
+    if key in memo:
+        if memo[key] < 0:
+            raise GridError(f"line {node.start_mark.line + 1}: a recursive alias (a value that contains itself)")
+        return memo[key]
+    memo[key] = -1
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[key] = size
+    return size
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -110,8 +142,10 @@ def read_text(path: Path) -> str:
         raise GridError(f"{path}: cannot read the grid file ({e.strerror or e}); check the path") from e
     if len(data) > MAX_BYTES:
         raise GridError(f"{path}: larger than {MAX_BYTES // 1024} KiB; a grid file is a short YAML text")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise GridError(f"{path}: UTF-16 text, not UTF-8; save the grid file as UTF-8")
     if b"\0" in data:
-        raise GridError(f"{path}: a binary file (NUL bytes), not a YAML grid; pass a grids/*.yaml file")
+        raise GridError(f"{path}: a binary file (NUL bytes), not UTF-8 YAML text; pass a grids/*.yaml file")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

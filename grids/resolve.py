@@ -44,7 +44,10 @@ class GridRef:
 def grid_file_name(path: Path) -> str:
     """The checked `name:` entry of a grid file (GridError if the file cannot be read or has none)."""
     doc = read_grid_document(path)
-    name = doc.get("name") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        raise GridError(f"{path}: got {type(doc).__name__}; a grid file is a mapping with name, description, "
+                        "defaults, sweep")
+    name = doc.get("name")
     if name is None:
         raise GridError(f"{path}: name: missing; a grid file names its experiment (e.g. name: demo)")
     try:

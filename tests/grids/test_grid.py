@@ -17,7 +17,8 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 @pytest.fixture(scope="module")
 def paper() -> dict:
-    return {name: load_grid(GRIDS / f"{name}.yaml") for name in ("propagation", "stability", "stability_constant_width", "demo")}
+    names = ("propagation", "stability", "stability_constant_width", "demo")
+    return {name: load_grid(GRIDS / f"{name}.yaml") for name in names}
 
 
 @pytest.mark.parametrize(
@@ -104,7 +105,8 @@ def _doc(**changes) -> dict:
 
 
 def test_duplicate_trials_collapse_to_the_first():
-    g = grid_from_mapping(_doc(sweep=[{"axes": {"train.h_lr": [0.3, 0.30000000000000004, 0.3]}}, {"set": {"train.h_lr": 0.3}}]))
+    g = grid_from_mapping(_doc(sweep=[{"axes": {"train.h_lr": [0.3, 0.30000000000000004, 0.3]}},
+                                      {"set": {"train.h_lr": 0.3}}]))
     assert len(g.trials) == 1 and g.duplicates == 3
 
 
@@ -167,10 +169,13 @@ BAD = [
     (dict(sweep=[{"axes": {"train.h_lr": [0.1]}, "set": {"train.h_lr": 0.2}}]), ["train.h_lr is also given"]),
     (dict(sweep=[{"joint": {"train.w_optimizer, train.w_momentum": [["sgd"]]}}]), ["joint", "[0]", "2 values"]),
     (dict(sweep=[{"joint": {"train.w_optimizer": [["sgd"]]}}]), ["joint", "two or more"]),
-    (dict(sweep=[{"axes": {"data.dataset": ["two_moons"]}, "by": {"data.dataset": {"mnist": {"set": {"data.batch_size": 8}}}}}]),
+    (dict(sweep=[{"axes": {"data.dataset": ["two_moons"]},
+                  "by": {"data.dataset": {"mnist": {"set": {"data.batch_size": 8}}}}}]),
      ["by.data.dataset.mnist", "not a value of data.dataset"]),
-    (dict(sweep=[{"by": {"data.dataset": {"two_moons": {"axes": {"model.widht": [8]}}}}}]), ["model.widht", "unknown key"]),
-    (dict(sweep=[{"by": {"data.dataset": {"two_moons": {"sets": {}}}}}]), ["by.data.dataset.two_moons.sets", "unknown key"]),
+    (dict(sweep=[{"by": {"data.dataset": {"two_moons": {"axes": {"model.widht": [8]}}}}}]),
+     ["model.widht", "unknown key"]),
+    (dict(sweep=[{"by": {"data.dataset": {"two_moons": {"sets": {}}}}}]),
+     ["by.data.dataset.two_moons.sets", "unknown key"]),
     (dict(sweep=[{"exclude": [{"model.kind": "BP"}]}]), ["exclude[0].model.kind", "'BP'", "pc"]),
     (dict(exclude=[{"train.wlr": 1.0}]), ["exclude[0].train.wlr", "unknown key"]),
     (dict(exclude=[{"train.h_lr": [0.1, 0.3]}, {"seed": [0, 1]}]), ["every trial is excluded"]),
@@ -226,7 +231,8 @@ def test_yaml_errors_name_the_file(tmp_path):
 def test_flow_sequence_keys_and_comma_keys_are_the_same_joint_axis(tmp_path):
     text = "name: j\nsweep:\n  - joint:\n      [train.w_optimizer, train.w_momentum]: [[sgd, 0.0], [adamw, 0.9]]\n"
     (tmp_path / "a.yaml").write_text(text)
-    (tmp_path / "b.yaml").write_text(text.replace("[train.w_optimizer, train.w_momentum]", "train.w_optimizer, train.w_momentum"))
+    unbracketed = text.replace("[train.w_optimizer, train.w_momentum]", "train.w_optimizer, train.w_momentum")
+    (tmp_path / "b.yaml").write_text(unbracketed)
     assert load_grid(tmp_path / "a.yaml").trial_ids == load_grid(tmp_path / "b.yaml").trial_ids
 
 
