@@ -36,7 +36,7 @@ test: install-test  ## run the whole test suite (SLURM tests skip without a clus
 	$(BIN)/python -m pytest
 
 test-fast: install-test  ## the tests that need neither SLURM nor slow trainings
-	$(BIN)/python -m pytest -m 'not slurm and not slow'
+	$(BIN)/python -m pytest -m 'not slurm and not slow and not device'
 
 bench: install  ## run the benchmarks (prints ratios against baselines measured in the same run)
 	$(BIN)/python bench/train_throughput.py --quick

@@ -190,7 +190,7 @@ BAD = [
 
 @pytest.mark.parametrize("change, expected", BAD, ids=[str(i) for i in range(len(BAD))])
 def test_bad_grids_fail_naming_the_file_and_key(change, expected):
-    with pytest.raises(GridError) as err:
+    with pytest.raises(GridError, match=r"^grids/bad\.yaml: ") as err:
         grid_from_mapping(_doc(**change), source="grids/bad.yaml")
     message = str(err.value)
     assert message.startswith("grids/bad.yaml: "), message
@@ -209,7 +209,7 @@ def test_bad_grids_fail_naming_the_file_and_key(change, expected):
     ],
 )
 def test_bad_overrides_are_refused(overrides, expected):
-    with pytest.raises(GridError) as err:
+    with pytest.raises(GridError, match=r"^grids/bad\.yaml: ") as err:
         grid_from_mapping(_doc(), source="grids/bad.yaml", overrides=overrides)
     for part in expected:
         assert part in str(err.value), str(err.value)
