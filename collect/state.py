@@ -78,7 +78,7 @@ def load_state(paths: RunPaths) -> tuple[State | None, str]:
     """The state of the last collect if it still matches results.h5 and the summary, else (None, why)."""
     path = paths.collect_state
     if not path.is_file():
-        return None, "first collect (no state file)"
+        return None, f"no {path.name} (a first collect): results.h5 and summary.csv are rewritten from the shards"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(doc, dict):
