@@ -33,6 +33,7 @@ H_OPTIMIZERS = ("sgd",)
 INIT_H = ("forward", "randn")
 INIT_W = ("default",)
 RESIZE_METHODS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
+MATMUL_PRECISIONS = ("default", "high", "highest")  # jax.default_matmul_precision names
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,7 @@ class TrainConfig:
     w_lr: float = 0.01
     w_momentum: float = 0.9  # SGD momentum; a label only for AdamW (docs/paper-notes.md Q16)
     w_weight_decay: float = 1e-4  # AdamW only (optax default, as the paper)
+    matmul_precision: str = "default"  # float32 matmuls: default (TF32 allowed on GPUs) | high | highest
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.init_h": INIT_H,
     "train.w_optimizer": W_OPTIMIZERS,
     "train.h_optimizer": H_OPTIMIZERS,
+    "train.matmul_precision": MATMUL_PRECISIONS,
 }
 
 
@@ -261,9 +264,25 @@ def canonical_json(mapping: Mapping[str, Any]) -> str:
     return json.dumps(_round_floats(mapping), sort_keys=True, separators=(",", ":"))
 
 
+# Section keys added after the trial id contract was fixed, with the value every older trial ran at.
+# While a key holds that value it is left out of the id, so that no existing trial id changes
+# (docs/design.md section 2); any other value enters the id as usual.
+ID_NEUTRAL_DEFAULTS: dict[str, Any] = {"train.matmul_precision": "default"}
+_NO_VALUE = object()
+
+
+def id_section(name: str, section: Mapping[str, Any]) -> dict[str, Any]:
+    """One config section as the trial id sees it: ID_NEUTRAL_DEFAULTS keys at their value left out."""
+    return {k: v for k, v in section.items() if ID_NEUTRAL_DEFAULTS.get(f"{name}.{k}", _NO_VALUE) != v}
+
+
 def trial_id(mapping: Mapping[str, Any]) -> str:
-    """First 16 hex digits of sha256 of the canonical JSON of a full trial config mapping."""
-    return hashlib.sha256(canonical_json(mapping).encode()).hexdigest()[:16]
+    """First 16 hex digits of sha256 of the canonical JSON of a full trial config mapping.
+
+    Keys of `ID_NEUTRAL_DEFAULTS` at their neutral value are left out before hashing.
+    """
+    view = {k: id_section(k, v) if isinstance(v, Mapping) else v for k, v in mapping.items()}
+    return hashlib.sha256(canonical_json(view).encode()).hexdigest()[:16]
 
 
 # Keys that may differ between trials of one compiled group program (they become per-trial

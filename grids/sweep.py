@@ -25,6 +25,7 @@ from contracts.config import (
     TrialConfig,
     canonical_json,
     check_single,
+    id_section,
     set_dotted,
     valid_keys,
 )
@@ -41,6 +42,7 @@ _SECTIONS = tuple(
     f.name for f in dataclasses.fields(TrialConfig) if dataclasses.is_dataclass(getattr(TrialConfig(), f.name))
 )
 _TOP_KEYS = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.name not in _SECTIONS)
+_SECTION_NAMES = {type(getattr(TrialConfig(), name)): name for name in _SECTIONS}
 
 
 _SECTION_JSON: dict[Any, str] = {}
@@ -52,7 +54,8 @@ def _section_json(section: Any) -> str:
     if text is None:
         if len(_SECTION_JSON) > 200_000:
             _SECTION_JSON.clear()
-        text = _SECTION_JSON[section] = canonical_json(dataclasses.asdict(section))
+        name = _SECTION_NAMES[type(section)]
+        text = _SECTION_JSON[section] = canonical_json(id_section(name, dataclasses.asdict(section)))
     return text
 
 
