@@ -1,4 +1,4 @@
-"""`python -m launch GRID --dry-run`: what a launch would do, computed the same way, sent nowhere.
+"""`python -m launch GRID --dry-run`: the plan a launch would send (`launch.prepare`), rendered, sent nowhere.
 
 `dry_run` returns a frozen dataclass (`--json` prints `dataclasses.asdict` of it);
 `render_dry_run` turns it into the text a user reads. Neither imports jax; only the sbatch text
@@ -7,14 +7,14 @@ imports submitit (to render with submitit's own template).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from contracts.paths import RunPaths
-from grids.grid import Grid, load_grid
-from launch.options import DEFAULT_MAX_ARRAY_SIZE, LaunchOptions, OptionsError
-from launch.plan import FLOPS_PER_S, make_plan, read_max_array_size
-from launch.sbatch import executor_parameters, python_command, render_sbatch, task_environment
+from grids.grid import Grid
+from launch.options import LaunchOptions
+from launch.prepare import LaunchPlan, prepare_launch
+from launch.sbatch import render_sbatch
 
 SAMPLE_SIZE = 5
 
@@ -44,7 +44,7 @@ class DryRun:
     conflict: str | None = None  # why `launch` would refuse this grid (it drops launched trials)
 
 
-def _sample(grid: Grid, indices: list[int]) -> list[dict[str, Any]]:
+def _sample(grid: Grid, indices: Sequence[int]) -> list[dict[str, Any]]:
     if not indices:
         return []
     n, k = len(indices), min(SAMPLE_SIZE, len(indices))
@@ -62,59 +62,9 @@ def _sample(grid: Grid, indices: list[int]) -> list[dict[str, Any]]:
     return out
 
 
-def _conflict(grid: Grid, paths: RunPaths) -> str | None:
-    """Read-only version of launch's grid check: trials of the stored grid.yaml that this grid drops."""
-    if not paths.grid_yaml.exists():
-        return None
-    old = load_grid(paths.grid_yaml)
-    vanished = set(old.trial_ids) - set(grid.trial_ids)
-    if not vanished:
-        return None
-    return (f"{len(vanished):,} trial(s) already launched into {paths.folder} are not in this grid, so launch "
-            f"will refuse it. Add values instead of changing them, relaunch {paths.grid_yaml} itself, or use --force")
-
-
-def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
-    """Plan `grid` under `options` exactly as a launch would, without touching the cluster.
-
-    `--only` restricts the trials. When the run folder exists (a relaunch) the plan covers only
-    what `launch` would submit: trials without a complete result that are not queued or running
-    (`launch.submit.select_trials`, read-only; it may ask squeue). Raises OptionsError for an
-    --only id that is not in the grid.
-    """
-    index = {tid: i for i, tid in enumerate(grid.trial_ids)}
-    if options.only:
-        missing = [t for t in options.only if t not in index]
-        if missing:
-            raise OptionsError(f"--only {missing[0]}: not a trial of grid {grid.name!r}; see the trial ids with --dry-run --json")
-        selected = sorted({index[t] for t in options.only})
-    else:
-        selected = list(range(len(grid.trials)))
-    paths = RunPaths.of(grid.name, options.root)
-    skipped: dict[str, int] = {}
-    conflict = None
-    if paths.folder.exists():  # a relaunch: plan only what `launch` would submit (read-only)
-        from launch.submit import select_trials
-
-        conflict = _conflict(grid, paths) if not options.force else None
-
-        keep, skipped = select_trials(grid, paths, options)
-        keep_set = set(keep)
-        selected = [i for i in selected if grid.trial_ids[i] in keep_set]
-    slurm = options.executor == "slurm"
-    # The same planning inputs as launch.submit.launch, so the dry run shows what a launch sends.
-    trials_per_task, task_minutes = options.task_sizing()
-    max_array_size = options.max_array_size or (read_max_array_size() if slurm else DEFAULT_MAX_ARRAY_SIZE)
-    platform = options.platform or ("cuda" if slurm else "cpu")
-    plan = make_plan(
-        [grid.trials[i] for i in selected],
-        grid=grid.name,
-        trials_per_task=trials_per_task,
-        task_minutes=task_minutes,
-        max_array_size=max_array_size,
-        flops_per_s=FLOPS_PER_S[platform],
-        trial_ids=[grid.trial_ids[i] for i in selected],
-    )
+def describe(p: LaunchPlan, options: LaunchOptions) -> DryRun:
+    """The dry-run record of a launch plan: counts, sample, arrays and (slurm) the sbatch script."""
+    plan, grid = p.plan, p.grid
     arrays = [
         {
             "index": a,
@@ -124,27 +74,37 @@ def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
         }
         for a, ix in enumerate(plan.arrays)
     ]
+    slurm = p.executor == "slurm"
     return DryRun(
         grid=grid.name,
         source=str(grid.path) if grid.path else None,
-        trials=len(selected),
+        trials=len(p.indices),
         grid_trials=len(grid.trials),
         duplicates=grid.duplicates,
         groups=plan.groups,
         tasks=len(plan.tasks),
         arrays=arrays,
-        sample=_sample(grid, selected),
-        skipped=skipped,
-        conflict=conflict,
-        executor=options.executor,
-        sizing={"trials_per_task": trials_per_task, "task_minutes": task_minutes, "max_array_size": max_array_size},
+        sample=_sample(grid, p.indices),
+        skipped=p.skipped,
+        conflict=p.conflict,
+        executor=p.executor,
+        sizing=asdict(p.sizing),
         est_hours=round(sum(t.est_s for t in plan.tasks) / 3600, 2),
         max_task_minutes=round(max((t.est_s for t in plan.tasks), default=0.0) / 60, 1),
-        python=python_command(options, paths),
-        environment=task_environment(options, paths),
-        parameters=executor_parameters(options, grid.name, paths) if slurm else {},
-        sbatch=render_sbatch(options, grid.name, paths, arrays[0]["tasks"]) if slurm and arrays else "",
+        python=p.python,
+        environment=p.environment,
+        parameters=p.parameters,
+        sbatch=render_sbatch(options, grid.name, p.paths, arrays[0]["tasks"]) if slurm and arrays else "",
     )
+
+
+def dry_run(grid: Grid, options: LaunchOptions) -> DryRun:
+    """Plan `grid` under `options` exactly as a launch would (`prepare_launch`), without touching the cluster.
+
+    When the run folder exists (a relaunch) the plan covers only what `launch` would submit. Raises
+    OptionsError for an --only id that is not in the grid.
+    """
+    return describe(prepare_launch(grid, options), options)
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
@@ -164,7 +124,9 @@ def render_dry_run(d: DryRun) -> str:
         else f"tasks of about {d.sizing['task_minutes']:g} estimated minutes"
     )
     left = ", ".join(f"{n:,} {why}" for why, n in d.skipped.items() if n)
-    only = f" ({d.trials:,} to run" + (f"; skipped: {left}" if left else "") + ")" if d.trials != d.grid_trials else ""
+    only = ""
+    if d.trials != d.grid_trials:
+        only = f" ({d.trials:,} to run" + (f"; skipped: {left}" if left else "") + ")"
     lines = [f"WARNING: {d.conflict}", ""] if d.conflict else []
     lines += [
         f"grid {d.grid}" + (f" ({d.source})" if d.source else "") + f": {d.grid_trials:,} trials{only}, "
@@ -182,6 +144,7 @@ def render_dry_run(d: DryRun) -> str:
         "environment: " + " ".join(f"{k}={v}" for k, v in d.environment.items()),
     ]
     if d.sbatch:
-        lines += ["", f"sbatch script of array 0 ({d.arrays[0]['tasks']} tasks), as submitit sends it:", d.sbatch.rstrip()]
+        lines += ["", f"sbatch script of array 0 ({d.arrays[0]['tasks']} tasks), as submitit sends it:",
+                  d.sbatch.rstrip()]
     lines += ["", "dry run: nothing was submitted"]
     return "\n".join(lines) + "\n"

@@ -1,25 +1,29 @@
 """Local and debug executors: the same `PcsweepTask` code, run on this machine.
 
-`run_local` runs each task as `python -m launch.task ...` in its own subprocess, `jobs` at a time,
-with a progress bar over tasks (unlike submitit's LocalExecutor, which starts every task at once and
-hides GPUs). Each task's output goes to `runs/<grid>/slurm/local/<task_key>.log`.
+`run_local` runs each task as `python -m launch.task ...` in its own subprocess and process group, `jobs`
+at a time, with a progress bar over tasks (unlike submitit's LocalExecutor, which starts every task at once
+and hides GPUs). The running tasks are reported to `record` (host, pid, start time), which the launcher
+keeps in its `.running` marker, so cancel can stop exactly those process groups. Each task's output goes
+to `runs/<grid>/slurm/local/<task_key>.log`.
 `run_debug` calls the task in this process, so `breakpoint()` and pdb work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from launch.manifest import CODE_ROOT
+from launch.state import LocalProcess
 from launch.task import LOCAL_JOB_ENV, LOCAL_LOG_ENV, PcsweepTask
 
 POLL_S = 0.2
@@ -56,52 +60,79 @@ def task_env(base: Mapping[str, str], extra: Mapping[str, str], job_id: str, log
     return env
 
 
+@dataclass
+class _Running:
+    """A started task: its process, its open log and its identity for the marker."""
+
+    proc: subprocess.Popen
+    log: IO[bytes]
+    identity: LocalProcess | None
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the task's whole process group (it leads it: start_new_session), e.g. apptainer's children."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _stop(running: Mapping[str, _Running]) -> None:
+    for r in running.values():
+        _signal_group(r.proc, signal.SIGTERM)
+    for r in running.values():
+        try:
+            r.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _signal_group(r.proc, signal.SIGKILL)
+            r.proc.wait()
+        r.log.close()
+
+
+def _start(task: PcsweepTask, python: str | None, env: Mapping[str, str], job_id: str) -> tuple[_Running, Path]:
+    log = local_log_dir(task) / f"{task.task_key}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = log.open("ab")
+    proc = subprocess.Popen(task_command(task, python), stdout=handle, stderr=subprocess.STDOUT, cwd=CODE_ROOT,
+                            env=task_env(os.environ, env, job_id, log), start_new_session=True)
+    return _Running(proc, handle, LocalProcess.of(proc.pid)), log
+
+
 def run_local(tasks: Sequence[PcsweepTask], *, jobs: int = 1, env: Mapping[str, str] | None = None,
-              python: str | None = None, job_id: str = "", progress: bool = True) -> LocalResult:
+              python: str | None = None, job_id: str = "", progress: bool = True,
+              record: Callable[[dict[str, LocalProcess]], None] | None = None) -> LocalResult:
     """Run tasks in subprocesses, `jobs` at a time; returns each task's exit code.
 
-    Ctrl-C terminates the running tasks (their finished trials are lost, as on a killed node) and
-    re-raises KeyboardInterrupt.
+    `record` is told the running tasks' identities whenever they change. Ctrl-C (or SIGTERM from cancel)
+    terminates the running tasks' process groups (their finished trials are lost, as on a killed node) and
+    re-raises.
     """
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only a local run draws a progress bar
 
-    jobs = max(1, int(jobs))
     queue = list(tasks)
-    running: dict[str, tuple[subprocess.Popen, object]] = {}
+    running: dict[str, _Running] = {}
     returncodes: dict[str, int] = {}
     logs: dict[str, str] = {}
     bar = tqdm(total=len(queue), unit="task", desc="local tasks", disable=not progress)
     previous = _exit_on_sigterm()
     try:
         while queue or running:
-            while queue and len(running) < jobs:
+            changed = False
+            while queue and len(running) < max(1, jobs):
                 task = queue.pop(0)
-                log = local_log_dir(task) / f"{task.task_key}.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                handle = log.open("ab")
-                proc = subprocess.Popen(
-                    task_command(task, python), stdout=handle, stderr=subprocess.STDOUT, cwd=CODE_ROOT,
-                    env=task_env(os.environ, env or {}, job_id, log))
-                running[task.task_key] = (proc, handle)
+                running[task.task_key], log = _start(task, python, env or {}, job_id)
                 logs[task.task_key] = str(log)
+                changed = True
+            if changed and record:
+                record({k: r.identity for k, r in running.items() if r.identity})
             time.sleep(POLL_S)
-            for key, (proc, handle) in list(running.items()):
-                if proc.poll() is not None:
-                    handle.close()
-                    returncodes[key] = proc.returncode
+            for key, r in list(running.items()):
+                if r.proc.poll() is not None:
+                    r.log.close()
+                    returncodes[key] = r.proc.returncode
                     del running[key]
                     bar.update(1)
-                    failed = sum(rc != 0 for rc in returncodes.values())
-                    bar.set_postfix(failed=failed)
+                    bar.set_postfix(failed=sum(rc != 0 for rc in returncodes.values()))
     except BaseException:
-        for proc, _ in running.values():
-            proc.terminate()
-        for proc, handle in running.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            handle.close()
+        _stop(running)
         raise
     finally:
         bar.close()

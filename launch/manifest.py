@@ -1,4 +1,4 @@
-"""Submission manifests (DESIGN.md section 4): what one launch sent, written atomically as JSON.
+"""Submission manifests (docs/design.md section 4): what one launch sent, written atomically as JSON.
 
 `runs/<grid>/submissions/<UTC stamp>.json` holds the trial ids per task, the array job ids (with the
 task keys in array-index order), the sbatch parameters, the image and python command, the git sha and
@@ -21,7 +21,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from contracts.atomic import write_json_atomic
 from contracts.paths import RunPaths
+from launch.state import parse_local_job_id
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
 # Packages whose versions go into the manifest (read from metadata; nothing is imported).
@@ -32,19 +34,6 @@ MANIFEST_KEYS = ("grid", "stamp", "executor", "tasks", "arrays", "sbatch", "imag
 
 class ManifestError(ValueError):
     """A submission manifest that cannot be read (names the file)."""
-
-
-def write_json_atomic(path: Path, obj: Any) -> Path:
-    """Write JSON to `<path>.tmp.<pid>` then `os.replace`: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def new_stamp(paths: RunPaths, now: datetime | None = None) -> str:
@@ -139,16 +128,33 @@ def read_manifests(paths: RunPaths) -> list[dict[str, Any]]:
     return manifests
 
 
+def _job_id(path: Path, executor: str, job_id: Any) -> str:
+    """A manifest's array job id, checked: digits on SLURM, `local:<host>:<pid>` otherwise,
+    so status and cancel never act on a malformed one (ManifestError names the file)."""
+    text = str(job_id)
+    try:
+        if executor == "slurm":
+            if not (text.isascii() and text.isdigit()):
+                raise ValueError(f"job id {text!r} is not a SLURM job number")
+        else:
+            parse_local_job_id(text)
+    except ValueError as e:
+        raise ManifestError(f"{path}: {e}; this file was edited or damaged, move it away from "
+                            f"{path.parent} (its trials then count as never submitted)") from None
+    return text
+
+
 def array_records(paths: RunPaths) -> list[ArrayRecord]:
     """All submitted arrays of the grid, oldest first."""
     records = []
     for manifest in read_manifests(paths):
         tasks = manifest["tasks"]
+        executor = manifest.get("executor", "slurm")
+        path = paths.submission(str(manifest.get("stamp")))
         for array in manifest["arrays"]:
             keys = tuple(array["task_keys"])
             records.append(ArrayRecord(
-                stamp=manifest["stamp"], executor=manifest.get("executor", "slurm"),
-                job_id=str(array["job_id"]), task_keys=keys,
-                tasks={k: tuple(tasks.get(k, ())) for k in keys},
+                stamp=manifest["stamp"], executor=executor, job_id=_job_id(path, executor, array["job_id"]),
+                task_keys=keys, tasks={k: tuple(tasks.get(k, ())) for k in keys},
             ))
     return records

@@ -5,7 +5,9 @@ Pure Python (no submitit, no jax): the CLI builds it from argparse, tests build 
 
 from __future__ import annotations
 
+import math
 import shutil
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,12 @@ RESERVED_SBATCH = {
     "job-name": "(fixed to pcsweep-<grid>)", "array": "--max-parallel / --max-array-size",
     "output": "(submitit's log files)", "error": "(submitit's log files)", "signal": "(submitit's checkpoint signal)",
 }
+
+
+MAX_INT = 2**31 - 1  # SLURM stores counts and minutes in 32 bits
+MAX_ARRAY_SIZE_LIMIT = 4_000_001  # SLURM's largest MaxArraySize
+MAX_WAIT_S = 7 * 24 * 3600.0
+MAX_MEM_GB = 1024.0 * 1024  # 1 PB per task: anything above is a typo
 
 
 class OptionsError(ValueError):
@@ -57,6 +65,7 @@ class LaunchOptions:
     only: tuple[str, ...] = ()  # --only trial ids
     rerun_failed: bool = False
     force: bool = False
+    wait_s: float = 0.0  # --wait: seconds to wait for the run folder's lock (another launch or collect)
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -69,27 +78,60 @@ class LaunchOptions:
         return self.trials_per_task, self.task_minutes
 
 
+def control_character(text: str) -> str | None:
+    """The first control character in `text`, spelled for a message (e.g. '\\n'), or None."""
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            return repr(ch)[1:-1]
+    return None
+
+
+def _check_text(o: LaunchOptions) -> None:
+    """Values rendered into the sbatch script (or into paths) must be one line: a newline would add lines
+    to the script."""
+    fields = [("--partition", o.partition), ("--account", o.account), ("--qos", o.qos),
+              ("--constraint", o.constraint), ("--image", o.image), ("--root", str(o.root))]
+    fields += [(f"--sbatch {key}=...", key) for key in o.sbatch]
+    fields += [(f"--sbatch {key}=VALUE", value) for key, value in o.sbatch.items()]
+    fields += [("--only", t) for t in o.only]
+    for flag, value in fields:
+        bad = control_character(value) if value is not None else None
+        if bad:
+            raise OptionsError(f"{flag}: got {value!r}, which holds the control character {bad}; "
+                               "give it on one line without control characters")
+
+
+def _check_numbers(o: LaunchOptions) -> None:
+    for flag, value, low, high in (
+        ("--time", o.time_min, 1, MAX_INT),
+        ("--signal-delay", o.signal_delay_s, 1, MAX_INT),
+        ("--gpus", o.gpus, 0, 4096),
+        ("--cpus", o.cpus, 1, 1_000_000),
+        ("--jobs", o.jobs, 1, 4096),
+        ("--max-parallel", o.max_parallel, 1, MAX_INT),
+        ("--trials-per-task", o.trials_per_task, 1, MAX_INT),
+        ("--max-array-size", o.max_array_size, 1, MAX_ARRAY_SIZE_LIMIT),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+            raise OptionsError(f"{flag}: got {value!r}; expected an integer from {low} to {high}")
+    for flag, value, low, high in (("--mem", o.mem_gb, 1 / 1024, MAX_MEM_GB),
+                                   ("--task-minutes", o.task_minutes, 1 / 60, float(MAX_INT)),
+                                   ("--wait", o.wait_s, 0.0, MAX_WAIT_S)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                or not low <= value <= high:
+            raise OptionsError(f"{flag}: got {value!r}; expected a finite number from {low:g} to {high:g}")
+
+
 def check_options(o: LaunchOptions) -> None:
-    """Refuse contradictory or out-of-range options, naming the flag to change."""
+    """Refuse contradictory, out-of-range or multi-line options, naming the flag to change."""
     if o.executor not in EXECUTORS:
         raise OptionsError(f"--executor: got {o.executor!r}; expected one of {', '.join(EXECUTORS)}")
     if o.platform is not None and o.platform not in PLATFORMS:
         raise OptionsError(f"--platform: got {o.platform!r}; expected one of {', '.join(PLATFORMS)}")
-    for flag, value, low in (
-        ("--time", o.time_min, 1),
-        ("--signal-delay", o.signal_delay_s, 1),
-        ("--gpus", o.gpus, 0),
-        ("--cpus", o.cpus, 1),
-        ("--jobs", o.jobs, 1),
-        ("--max-parallel", o.max_parallel, 1),
-        ("--trials-per-task", o.trials_per_task, 1),
-        ("--max-array-size", o.max_array_size, 1),
-    ):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise OptionsError(f"{flag}: got {value!r}; expected an integer >= {low}")
-    for flag, value in (("--mem", o.mem_gb), ("--task-minutes", o.task_minutes)):
-        if value is not None and not value > 0:
-            raise OptionsError(f"{flag}: got {value!r}; expected a positive number")
+    _check_text(o)
+    _check_numbers(o)
     if o.trials_per_task is not None and o.task_minutes is not None:
         raise OptionsError("--trials-per-task and --task-minutes: give one of them, not both")
     if o.signal_delay_s >= o.time_min * 60:
@@ -99,8 +141,9 @@ def check_options(o: LaunchOptions) -> None:
     if o.executor == "debug" and len(o.only) != 1:
         raise OptionsError("--executor debug runs one trial in this process: add --only TRIAL_ID (one id)")
     for key, value in o.sbatch.items():
-        if not key or not key.replace("-", "").replace("_", "").isalnum():
-            raise OptionsError(f"--sbatch {key}={value}: KEY must be an sbatch long option name, e.g. gres or mail-type")
+        if not key or not key.replace("-", "").replace("_", "").isalnum() or not key.isascii():
+            raise OptionsError(f"--sbatch {key}={value}: KEY must be an sbatch long option name, "
+                               "e.g. gres or mail-type")
         owner = RESERVED_SBATCH.get(key.replace("_", "-"))
         if owner:
             raise OptionsError(f"--sbatch {key}={value}: {key} is set by {owner}; use that instead")

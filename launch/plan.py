@@ -27,9 +27,10 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from contracts.config import PER_TRIAL_KEYS, TrialConfig, static_key
+from grids.sweep import fast_trial_id
 
 DEFAULT_TASK_MINUTES = 30.0
 # Effective FLOP/s of one task's batched training; rough, for sizing tasks only (notes/batching.md:
@@ -119,6 +120,118 @@ def estimate_trial_seconds(cfg: TrialConfig, *, flops_per_s: float = FLOPS_PER_S
     return max(MIN_TRIAL_S, 6.0 * weights * samples * t.epochs * (t.T + 1) / flops_per_s)
 
 
+@dataclass(frozen=True)
+class _Group:
+    """The trials of one static key, and the estimated seconds of each (one shape, so one cost)."""
+
+    members: list[int]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A whole static group or one piece of a split one: the unit that is packed into tasks."""
+
+    members: list[int]
+    whole: bool
+
+
+@dataclass
+class _Bin:
+    """A task being packed: its trial indices, used capacity and number of groups."""
+
+    members: list[int] = field(default_factory=list)
+    cost: float = 0.0
+    groups: int = 0
+
+
+def _check_sizing(trials_per_task: int | None, task_minutes: float | None, max_array_size: int) -> float | None:
+    """Refuse bad capacities (ValueError); returns `task_minutes`, defaulted when neither is given."""
+    if trials_per_task is not None and task_minutes is not None:
+        raise ValueError("give trials_per_task or task_minutes, not both")
+    if trials_per_task is None and task_minutes is None:
+        task_minutes = DEFAULT_TASK_MINUTES
+    if (trials_per_task is not None and trials_per_task < 1) or (task_minutes is not None and task_minutes <= 0):
+        raise ValueError(f"task capacity must be positive; got trials_per_task={trials_per_task}, "
+                         f"task_minutes={task_minutes}")
+    if max_array_size < 1:
+        raise ValueError(f"max_array_size must be >= 1; got {max_array_size}")
+    return task_minutes
+
+
+def _group_trials(trials: Sequence[TrialConfig], flops_per_s: float) -> tuple[list[_Group], list[float]]:
+    """Static groups in first-seen order, and each trial's estimated seconds.
+
+    Grids share section objects between trials; their ids are a cheap memo key while `trials` keeps them
+    alive (hashing frozen dataclasses for 50k trials costs ~1 s), and `_shape` stands in for `static_key`.
+    """
+    groups: dict[str, _Group] = {}
+    by_shape: dict[tuple, _Group] = {}
+    by_ids: dict[tuple[int, int, int], _Group] = {}
+    seconds: list[float] = []
+    for i, cfg in enumerate(trials):
+        ids = (id(cfg.data), id(cfg.model), id(cfg.train))
+        group = by_ids.get(ids)
+        if group is None:
+            shape = _shape(cfg)
+            group = by_shape.get(shape)
+            if group is None:
+                skey = static_key(cfg)
+                if skey not in groups:
+                    groups[skey] = _Group([], estimate_trial_seconds(cfg, flops_per_s=flops_per_s))
+                group = by_shape[shape] = groups[skey]
+            by_ids[ids] = group
+        group.members.append(i)
+        seconds.append(group.seconds)
+    return list(groups.values()), seconds
+
+
+def _cut_pieces(groups: Sequence[_Group], unit_cost: float | None, capacity: float, overhead: float) -> list[_Piece]:
+    """Rule 2: a group that does not fit one task is cut into the fewest near-equal pieces that fit.
+
+    `unit_cost` is the cost of one trial when counting trials (1), None when counting seconds.
+    """
+    pieces: list[_Piece] = []
+    for group in groups:
+        cost = group.seconds if unit_cost is None else unit_cost
+        per_piece = max(1, int((capacity - overhead) / cost + 1e-9))
+        n_pieces = math.ceil(len(group.members) / per_piece)
+        size, extra = divmod(len(group.members), n_pieces)
+        start = 0
+        for p in range(n_pieces):
+            end = start + size + (1 if p < extra else 0)
+            pieces.append(_Piece(group.members[start:end], n_pieces == 1))
+            start = end
+    return pieces
+
+
+def _pack(pieces: Sequence[_Piece], costs: Sequence[float], capacity: float, overhead: float) -> list[_Bin]:
+    """Rule 3: a piece of a split group gets a task of its own; a whole group goes to the first of the last
+    OPEN_BINS shareable tasks with room (bounded first fit: near grid order, linear time), else a new one."""
+    bins: list[_Bin] = []
+    open_bins: list[_Bin] = []
+    for piece in pieces:
+        cost = overhead + sum(costs[i] for i in piece.members)
+        target = None
+        if piece.whole:
+            target = next((b for b in open_bins if b.cost + cost <= capacity + 1e-9), None)
+        if target is None:
+            target = _Bin()
+            bins.append(target)
+            if piece.whole:
+                open_bins = (open_bins + [target])[-OPEN_BINS:]
+        target.members.extend(piece.members)
+        target.cost += cost
+        target.groups += 1
+    return bins
+
+
+def _split_arrays(n_tasks: int, max_array_size: int) -> tuple[tuple[int, ...], ...]:
+    """Rule 5: consecutive task indices, at most `max_array_size` per array job."""
+    return tuple(tuple(range(start, min(start + max_array_size, n_tasks)))
+                 for start in range(0, n_tasks, max_array_size))
+
+
 def make_plan(
     trials: Sequence[TrialConfig],
     *,
@@ -129,7 +242,7 @@ def make_plan(
     flops_per_s: float = FLOPS_PER_S["cuda"],
     trial_ids: Sequence[str] | None = None,
 ) -> Plan:
-    """Group trials by static key, pack the groups into tasks and the tasks into arrays.
+    """Group trials by static key, pack the groups into tasks and the tasks into arrays (module rules 1-5).
 
     Args:
         trials: the trials to run, in grid order.
@@ -143,86 +256,24 @@ def make_plan(
     Raises:
         ValueError: both or a non-positive capacity, or a max_array_size below 1.
     """
-    if trials_per_task is not None and task_minutes is not None:
-        raise ValueError("give trials_per_task or task_minutes, not both")
-    if trials_per_task is None and task_minutes is None:
-        task_minutes = DEFAULT_TASK_MINUTES
-    if (trials_per_task is not None and trials_per_task < 1) or (task_minutes is not None and task_minutes <= 0):
-        raise ValueError(f"task capacity must be positive; got trials_per_task={trials_per_task}, task_minutes={task_minutes}")
-    if max_array_size < 1:
-        raise ValueError(f"max_array_size must be >= 1; got {max_array_size}")
+    task_minutes = _check_sizing(trials_per_task, task_minutes, max_array_size)
     if trial_ids is None:
-        from grids.sweep import fast_trial_id
-
         trial_ids = [fast_trial_id(c) for c in trials]
-
-    groups: dict[str, list[int]] = {}
-    key_cache: dict[tuple, tuple[list[int], float]] = {}  # shape -> (group members, seconds per trial)
-    id_cache: dict[tuple[int, int, int], tuple[list[int], float]] = {}
-    seconds: list[float] = []
-    for i, cfg in enumerate(trials):
-        # Grids share section objects between trials; their ids are a cheap memo key while
-        # `trials` keeps them alive (hashing frozen dataclasses for 50k trials costs ~1 s).
-        ids = (id(cfg.data), id(cfg.model), id(cfg.train))
-        hit = id_cache.get(ids)
-        if hit is None:
-            shape = _shape(cfg)
-            hit = key_cache.get(shape)
-            if hit is None:
-                skey = static_key(cfg)
-                hit = key_cache[shape] = (groups.setdefault(skey, []), estimate_trial_seconds(cfg, flops_per_s=flops_per_s))
-            id_cache[ids] = hit
-        hit[0].append(i)
-        seconds.append(hit[1])
-
+    groups, seconds = _group_trials(trials, flops_per_s)
     if trials_per_task is not None:  # capacity counted in trials
-        capacity, overhead = float(trials_per_task), 0.0
-        costs = [1.0] * len(trials)
+        capacity, overhead, unit_cost = float(trials_per_task), 0.0, 1.0
+        costs: Sequence[float] = [1.0] * len(trials)
     else:  # capacity counted in estimated seconds
-        capacity, overhead = task_minutes * 60.0, GROUP_OVERHEAD_S  # type: ignore[operator]
+        capacity, overhead, unit_cost = task_minutes * 60.0, GROUP_OVERHEAD_S, None  # type: ignore[operator]
         costs = seconds
-
-    pieces: list[tuple[list[int], bool]] = []  # (trial indices, whole group?)
-    for members in groups.values():
-        # Trials of one group have one shape, so one cost: the most a piece can hold is known.
-        per_piece = max(1, int((capacity - overhead) / costs[members[0]] + 1e-9))
-        n_pieces = math.ceil(len(members) / per_piece)
-        size, extra = divmod(len(members), n_pieces)
-        start = 0
-        for p in range(n_pieces):
-            end = start + size + (1 if p < extra else 0)
-            pieces.append((members[start:end], n_pieces == 1))
-            start = end
-
-    # Bins: [trial indices, cost, groups, shareable]; a piece of a split group gets a bin of its
-    # own (not shareable); a whole group goes to the first of the last OPEN_BINS shareable bins
-    # with room (bounded first fit: near grid order, linear time), else to a new bin.
-    bins: list[list] = []
-    open_bins: list[int] = []
-    for members, whole in pieces:
-        cost = overhead + sum(costs[i] for i in members)
-        target = None
-        if whole:
-            target = next((b for b in open_bins if bins[b][1] + cost <= capacity + 1e-9), None)
-        if target is None:
-            bins.append([[], 0.0, 0, whole])
-            target = len(bins) - 1
-            if whole:
-                open_bins = (open_bins + [target])[-OPEN_BINS:]
-        bins[target][0].extend(members)
-        bins[target][1] += cost
-        bins[target][2] += 1
-
-    tasks: list[Task] = []
-    for members, _, n_groups, _ in bins:
-        ids = tuple(trial_ids[i] for i in members)
-        est = GROUP_OVERHEAD_S * n_groups + sum(seconds[i] for i in members)
-        tasks.append(Task(task_key(ids), ids, n_groups, round(est, 1)))
-
-    arrays = tuple(
-        tuple(range(start, min(start + max_array_size, len(tasks)))) for start in range(0, len(tasks), max_array_size)
-    )
-    return Plan(grid=grid, tasks=tuple(tasks), arrays=arrays, groups=len(groups), trials=len(trials))
+    bins = _pack(_cut_pieces(groups, unit_cost, capacity, overhead), costs, capacity, overhead)
+    tasks = []
+    for b in bins:
+        ids = tuple(trial_ids[i] for i in b.members)
+        est = GROUP_OVERHEAD_S * b.groups + sum(seconds[i] for i in b.members)
+        tasks.append(Task(task_key(ids), ids, b.groups, round(est, 1)))
+    return Plan(grid=grid, tasks=tuple(tasks), arrays=_split_arrays(len(tasks), max_array_size),
+                groups=len(groups), trials=len(trials))
 
 
 def read_max_array_size(timeout_s: float = 10.0) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.paths import RunPaths
+from launch import environment
 from launch.options import LaunchOptions
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout whose `launch` and `pc` tasks import
@@ -29,20 +30,8 @@ def submitit_folder(paths: RunPaths) -> Path:
 
 
 def task_environment(options: LaunchOptions, paths: RunPaths) -> dict[str, str]:
-    """Environment variables every task runs with.
-
-    `JAX_PLATFORMS=cuda` on SLURM unless `--platform` says otherwise, so a node without a GPU fails
-    loudly instead of training on CPU; locally it stays unset (jax picks) unless `--platform`.
-    The persistent compilation cache under the run root lets tasks of one shape compile once.
-    """
-    env: dict[str, str] = {}
-    platform = options.platform or ("cuda" if options.executor == "slurm" else None)
-    if platform:
-        env["JAX_PLATFORMS"] = platform
-    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-    env["JAX_COMPILATION_CACHE_DIR"] = _abs(paths.jax_cache_dir)
-    env["HDF5_USE_FILE_LOCKING"] = "FALSE"
-    return env
+    """Environment variables every task of this launch runs with (launch.environment has the rule)."""
+    return environment.task_environment(paths, environment.task_platform(options.executor, options.platform))
 
 
 def python_command(options: LaunchOptions, paths: RunPaths) -> str | None:
@@ -92,9 +81,9 @@ def executor_parameters(options: LaunchOptions, grid: str, paths: RunPaths) -> d
         params["gpus_per_node"] = options.gpus
     if options.mem_gb is not None:
         params["mem"] = _mem(options.mem_gb)
-    for name in ("account", "qos", "constraint"):
-        if getattr(options, name):
-            params[name] = getattr(options, name)
+    for name, value in (("account", options.account), ("qos", options.qos), ("constraint", options.constraint)):
+        if value:
+            params[name] = value
     if options.max_parallel is not None:
         params["array_parallelism"] = options.max_parallel
     if options.sbatch:
@@ -113,7 +102,7 @@ def render_sbatch(options: LaunchOptions, grid: str, paths: RunPaths, n_tasks: i
 
     Uses submitit's own `_make_sbatch_string`, so the text is what `launch` submits.
     """
-    from submitit.slurm.slurm import _make_sbatch_string
+    from submitit.slurm.slurm import _make_sbatch_string  # lazy: submitit is only needed to render or submit
 
     return _make_sbatch_string(
         command=submit_command(options, paths),

@@ -1,9 +1,9 @@
 """What has happened to a grid's trials, from the files first and the scheduler second.
 
-Files are the truth (style.md item 4): a trial is done when a shard with `complete=True` holds it,
+Files are the truth: a trial is done when a shard with `complete=True` holds it,
 failed when `failed/<trial_id>.json` exists. `squeue` only adds "still queued or running" and
 `sacct` only adds a reason; both are called with a timeout and their absence is tolerated, because
-real clusters may lack accounting (slurm-ci.md) and status must never hang.
+real clusters may lack accounting and status must never hang.
 
 No jax, no submitit: runs on a login node.
 """
@@ -15,10 +15,13 @@ import os
 import shutil
 import socket
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.atomic import write_json_atomic
+from contracts.lock import is_running, process_start_time
 from contracts.paths import RunPaths
 from contracts.shard import ShardError, open_shard
 
@@ -98,19 +101,6 @@ def done_trials(paths: RunPaths) -> tuple[dict[str, Path], list[str]]:
     return done, bad
 
 
-def failed_records(paths: RunPaths) -> dict[str, dict[str, Any]]:
-    """Trial id -> its `failed/<trial_id>.json` record (an unreadable record still counts as failed)."""
-    records: dict[str, dict[str, Any]] = {}
-    if not paths.failed_dir.is_dir():
-        return records
-    for path in paths.failed_dir.glob("*.json"):
-        try:
-            records[path.stem] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            records[path.stem] = {"trial_id": path.stem, "error": f"unreadable failure record {path}: {e}"}
-    return records
-
-
 def _run(cmd: list[str], timeout_s: float) -> str | None:
     """stdout of a scheduler command, or None if it is missing, fails or times out."""
     if shutil.which(cmd[0]) is None:
@@ -158,28 +148,71 @@ def sacct(job_ids: list[str], timeout_s: float = SCHEDULER_TIMEOUT_S) -> dict[st
 
 
 def local_job_id(pid: int | None = None) -> str:
-    """The job id recorded for local and debug runs: `local:<host>:<pid>`."""
+    """The job id recorded for local and debug runs: `local:<host>:<pid>` (the launching process)."""
     return f"local:{socket.gethostname()}:{pid if pid is not None else os.getpid()}"
 
 
-def local_alive(job_id: str) -> bool | None:
-    """Whether a `local:<host>:<pid>` run is still alive; None when it ran on another host."""
+def parse_local_job_id(job_id: str) -> tuple[str, int]:
+    """(host, pid) of a `local:<host>:<pid>` job id; ValueError for anything else or a pid < 1 (pid 1 parses
+    but is never believed nor signalled: see `LocalProcess.alive`)."""
+    kind, _, rest = job_id.partition(":")
+    host, _, pid_text = rest.rpartition(":")
+    if kind != "local" or not host or not (pid_text.isascii() and pid_text.isdigit()) or int(pid_text) < 1:
+        raise ValueError(f"job id {job_id!r} is not local:<host>:<pid> with a positive pid")
+    return host, int(pid_text)
+
+
+def _zombie(pid: int) -> bool:
+    """An exited process not yet reaped by its parent: it holds its pid but runs nothing."""
     try:
-        _, host, pid = job_id.split(":")
-    except ValueError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+    except (OSError, IndexError):
         return False
-    if host != socket.gethostname():
-        return None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+
+
+@dataclass(frozen=True)
+class LocalProcess:
+    """One process pcsweep started on this or another host, named for good by (host, pid, start time)."""
+
+    host: str
+    pid: int
+    start_time: str
+
+    @classmethod
+    def of(cls, pid: int) -> LocalProcess | None:
+        """This host's process `pid` as it is now; None if there is no such process."""
+        start = process_start_time(pid)
+        return None if start is None else cls(socket.gethostname(), pid, start)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> LocalProcess | None:
+        """From a marker entry; None for a malformed one (it is then never believed nor signalled)."""
+        if not isinstance(obj, dict):
+            return None
+        host, pid, start = obj.get("host"), obj.get("pid"), obj.get("start_time")
+        if not isinstance(host, str) or isinstance(pid, bool) or not isinstance(pid, int) or not isinstance(start, str):
+            return None
+        return cls(host, pid, start)
+
+    def alive(self) -> bool | None:
+        """Whether this very process still runs: None on another host; False for a pid <= 1, a gone pid,
+        a pid reused by a process that started at another time, or a zombie."""
+        if self.pid <= 1:
+            return False
+        running = is_running(self.host, self.pid, self.start_time)
+        return running if not running else not _zombie(self.pid)
+
+
+@dataclass(frozen=True)
+class LocalMarker:
+    """`slurm/local/<stamp>.running`: the launcher of a local/debug launch and the task processes it
+    started (each in its own process group), so status, relaunch and cancel can check them."""
+
+    launcher: LocalProcess | None
+    tasks: dict[str, LocalProcess]
+
+    def processes(self) -> list[LocalProcess]:
+        return ([self.launcher] if self.launcher else []) + list(self.tasks.values())
 
 
 def local_marker(paths: RunPaths, stamp: str) -> Path:
@@ -187,15 +220,47 @@ def local_marker(paths: RunPaths, stamp: str) -> Path:
     return paths.slurm_dir / "local" / f"{stamp}.running"
 
 
-def local_running(paths: RunPaths, stamp: str, job_id: str) -> bool | None:
-    """Whether a local/debug launch is still running: its marker exists and its process lives.
+def write_local_marker(paths: RunPaths, stamp: str, launcher: LocalProcess,
+                       tasks: Mapping[str, LocalProcess] | None = None) -> Path:
+    """(Re)write the marker of `stamp` atomically."""
+    data = {"launcher": asdict(launcher), "tasks": {k: asdict(p) for k, p in (tasks or {}).items()}}
+    return write_json_atomic(local_marker(paths, stamp), data)
 
-    None when it runs on another host (we cannot tell); False once it returned, even if the process
-    that called it (a notebook, a test) is still alive.
-    """
-    if not local_marker(paths, stamp).exists():
-        return False
-    return local_alive(job_id)
+
+def read_local_marker(paths: RunPaths, stamp: str) -> LocalMarker | None:
+    """The marker of `stamp`, None when there is none; a malformed one names no process."""
+    try:
+        data = json.loads(local_marker(paths, stamp).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return LocalMarker(None, {})
+    if not isinstance(data, dict):
+        return LocalMarker(None, {})
+    tasks = data.get("tasks") if isinstance(data.get("tasks"), dict) else {}
+    known = {k: LocalProcess.from_json(v) for k, v in tasks.items()}
+    return LocalMarker(LocalProcess.from_json(data.get("launcher")), {k: v for k, v in known.items() if v})
+
+
+def live_processes(paths: RunPaths, stamp: str, job_id: str) -> tuple[list[LocalProcess], bool]:
+    """The marker's processes that are verifiably still running (host, pid and start time all match),
+    and whether some run on another host (so cannot be checked). The launcher must be the job id's."""
+    marker = read_local_marker(paths, stamp)
+    if marker is None:
+        return [], False
+    host, pid = parse_local_job_id(job_id)
+    if marker.launcher is not None and (marker.launcher.host, marker.launcher.pid) != (host, pid):
+        return [], False  # a marker that is not this job's: believe nothing in it
+    states = [(p, p.alive()) for p in marker.processes()]
+    return [p for p, alive in states if alive], any(alive is None for _, alive in states)
+
+
+def local_running(paths: RunPaths, stamp: str, job_id: str) -> bool | None:
+    """Whether a local/debug launch still runs: its marker exists and its launcher or one of its tasks is
+    that very process still (a reused pid does not count). None when it runs on another host (we cannot
+    tell); False once it returned, even if the process that called it (a notebook, a test) is still alive."""
+    live, elsewhere = live_processes(paths, stamp, job_id)
+    return True if live else (None if elsewhere else False)
 
 
 def log_tail(path: Path, lines: int = 1, max_bytes: int = 20_000) -> str:

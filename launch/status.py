@@ -16,18 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contracts.failures import read_failures
 from contracts.paths import RunPaths
+from grids.grid import load_grid
 from launch.manifest import ArrayRecord, array_records
-from launch.state import (
-    Accounting,
-    QueueEntry,
-    done_trials,
-    failed_records,
-    local_running,
-    log_tail,
-    sacct,
-    squeue,
-)
+from launch.state import Accounting, QueueEntry, done_trials, local_running, log_tail, sacct, squeue
 
 STATES = ("pending", "running", "done", "failed", "lost", "unknown")
 MAX_PROBLEMS = 50
@@ -99,10 +92,7 @@ def _grid_trials(paths: RunPaths) -> int | None:
     if cached and cached[0] == mtime:
         return cached[1]
     try:
-        from grids.grid import load_grid
-
-        grid = load_grid(paths.grid_yaml)
-        count: int | None = len(grid.trial_ids or {c.trial_id for c in grid.trials})
+        count: int | None = len(load_grid(paths.grid_yaml).trial_ids)
     except Exception:  # noqa: BLE001 - status must work even if the grid file no longer expands
         count = None
     _GRID_CACHE[paths.grid_yaml] = (mtime, count)
@@ -166,7 +156,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
     paths = RunPaths.of(grid, root)
     records = array_records(paths)
     done, bad = done_trials(paths)
-    failed = failed_records(paths)
+    failed = read_failures(paths)
     slurm_arrays = [r for r in records if r.executor == "slurm"]
     queue = squeue(grid, timeout_s=queue_timeout_s) if slurm_arrays else {}
     latest = _latest(records)
@@ -259,7 +249,7 @@ def watch(grid: str, root: Path, interval_s: float = 10) -> None:
 
     Ctrl-C stops watching (the jobs keep running) and prints the last status.
     """
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only --watch draws a progress bar
 
     report = status_report(grid, root)
     bar = tqdm(total=max(report.submitted, 1), unit="trial", desc=f"pcsweep-{grid}")

@@ -1,4 +1,4 @@
-"""The task side (DESIGN.md section 7): one picklable callable that every executor runs.
+"""The task side (docs/design.md section 7): one picklable callable that every executor runs.
 
 A `PcsweepTask` carries only small arguments (run root, grid name, task key, trial ids). Inside the
 call it expands `runs/<grid>/grid.yaml`, imports `pc.trials` (jax) and trains its trials, writes one
@@ -27,14 +27,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contracts.config import TrialConfig
+from contracts.failures import write_failure
 from contracts.paths import RunPaths
-from launch.manifest import write_json_atomic
+from contracts.shard import TrialResult, write_shard
+from grids.grid import load_grid
+from launch.environment import apply_task_environment
+from launch.manifest import git_state, package_versions
 
 TRACEBACK_LINES = 30
 LOCAL_JOB_ENV = "PCSWEEP_JOB_ID"  # set by the local executor: its job id for failure records
 LOCAL_LOG_ENV = "PCSWEEP_TASK_LOG"  # set by the local executor: the task's log file
-# runs/<grid>/failed/<trial_id>.json (a contract: status and collect read it)
-FAILED_KEYS = ("trial_id", "task_key", "error", "traceback_tail", "host", "job_id", "attempt", "time", "log_paths")
 
 
 class TaskError(RuntimeError):
@@ -57,18 +60,6 @@ def _log_paths(paths: RunPaths) -> list[str]:
     return [env[LOCAL_LOG_ENV]] if env.get(LOCAL_LOG_ENV) else []
 
 
-def set_env_defaults(paths: RunPaths, platform: str | None = None) -> None:
-    """Defaults for a task process that the launcher did not already export (setdefault only).
-
-    The SLURM setup exports the full task environment; these cover local and debug runs.
-    """
-    if platform:
-        os.environ["JAX_PLATFORMS"] = platform
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(paths.jax_cache_dir))
-
-
 def shard_key(task_key: str, attempt: int) -> str:
     """The shard's task key for one attempt: `<task_key>` first, then `<task_key>.a<attempt>`."""
     return task_key if attempt == 0 else f"{task_key}.a{attempt}"
@@ -83,10 +74,8 @@ def _free_shard_path(paths: RunPaths, key: str) -> tuple[str, Path]:
     return path.stem, path
 
 
-def load_configs(paths: RunPaths, trial_ids: tuple[str, ...]) -> list[Any]:
+def load_configs(paths: RunPaths, trial_ids: tuple[str, ...]) -> list[TrialConfig]:
     """The TrialConfigs of `trial_ids`, expanded from the run folder's grid.yaml (in the given order)."""
-    from grids.grid import load_grid
-
     if not paths.grid_yaml.exists():
         raise TaskError(f"{paths.grid_yaml}: missing; this task's grid was never launched into {paths.root}")
     grid = load_grid(paths.grid_yaml)
@@ -141,10 +130,9 @@ class PcsweepTask:
         self._finished, self._failed, self._written = [], [], None
         if not self.trial_ids:
             return self._summary(None)
-        set_env_defaults(paths)
+        apply_task_environment(paths, None)
         configs = load_configs(paths, tuple(self.trial_ids))
-        from contracts.shard import TrialResult
-        from pc.trials import iter_trial_results
+        from pc.trials import iter_trial_results  # lazy: imports jax, only ever inside a task
 
         n = len(configs)
         for item in iter_trial_results(configs, progress=self.progress):
@@ -173,9 +161,6 @@ class PcsweepTask:
         """Write the finished trials (once per attempt) and drop stale failure records of them."""
         if self._written is not None or not self._finished:
             return self._written
-        from contracts.shard import write_shard
-        from launch.manifest import git_state, package_versions
-
         sha, dirty = git_state()
         key, path = _free_shard_path(paths, shard_key(self.task_key, self.attempt))
         attrs = {"git_sha": sha, "git_dirty": dirty, "versions": package_versions(),
@@ -191,7 +176,7 @@ class PcsweepTask:
         tb_text = tb if isinstance(tb, str) else "".join(traceback.format_list(tb))
         print(f"pcsweep: trial {failure.trial_id} raised {failure.error}\n{tb_text.rstrip()}",
               file=sys.stderr, flush=True)
-        write_json_atomic(paths.failed(failure.trial_id), {
+        write_failure(paths, {
             "trial_id": failure.trial_id,
             "task_key": self.task_key,
             "error": str(failure.error),
@@ -208,7 +193,7 @@ class PcsweepTask:
 
         Returns a `DelayedSubmission` of a task with only the unfinished trials and attempt + 1.
         """
-        import submitit
+        import submitit  # lazy: only the SLURM checkpoint hook needs it
 
         self._write_shard(self.paths)
         settled = {t.trial_id for t in self._finished} | set(self._failed)

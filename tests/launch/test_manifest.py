@@ -13,11 +13,13 @@ import pytest
 from contracts.paths import RunPaths
 from contracts.shard import TrialResult, write_shard
 from grids.grid import grid_from_mapping
+from launch.compat import GridConflictError, reconcile_grid
 from launch.manifest import ManifestError, array_records, new_stamp, read_manifests, write_manifest
-from launch.options import LaunchOptions
-from launch.state import local_marker
+from launch.options import LaunchOptions, OptionsError
+from launch.prepare import SubmissionError
+from launch.prepare import select_trials as select_indices
+from launch.state import LocalProcess, local_marker, write_local_marker
 from launch.status import render_status, status_report
-from launch.submit import GridConflictError, SubmissionError, reconcile_grid, select_trials
 
 TINY = {
     "name": "tiny",
@@ -40,6 +42,12 @@ def fake_result(cfg) -> TrialResult:
               "energy_var": np.zeros((E, B, T + 1, L)), "w_norm": np.ones((E, B, L)),
               "w_grad_norm": np.ones((E, B, L)), "w_grad_var": np.ones((E, B, L))}
     return TrialResult(cfg.trial_id, cfg.to_mapping(), "ok", 0.1, arrays)
+
+
+def select_trials(grid, paths, options):
+    """The selected trial ids (prepare.select_trials returns positions in the grid) and the skip counts."""
+    keep, skipped = select_indices(grid, paths, options)
+    return [grid.trial_ids[i] for i in keep], skipped
 
 
 def manifest(stamp, tasks, arrays, executor="local"):
@@ -113,7 +121,8 @@ def test_relaunch_filter_skips_done_and_failed_and_honours_flags(tmp_path):
     assert keep == ids
     keep, _ = select_trials(grid, paths, LaunchOptions(root=tmp_path, executor="local", only=(ids[0], ids[3])))
     assert keep == [ids[3]]
-    with pytest.raises(SubmissionError, match="--only: 1 id"):
+    with pytest.raises(OptionsError, match="--only feedfacefeedface: not a trial of grid 'tiny' "
+                       r"\(1 of 1 id\(s\) unknown\)"):
         select_trials(grid, paths, LaunchOptions(root=tmp_path, executor="local", only=("feedfacefeedface",)))
 
 
@@ -122,7 +131,7 @@ def test_status_counts_done_failed_lost_and_running_from_files(tmp_path):
     paths = RunPaths.of("tiny", tmp_path)
     reconcile_grid(grid, paths)
     ids = list(grid.trial_ids)
-    dead = "local:%s:999999999" % os.uname().nodename
+    dead = f"local:{os.uname().nodename}:999999999"
     write_manifest(paths, manifest("s1", {"k1": ids[:2], "k2": ids[2:]},
                                    [{"job_id": dead, "task_keys": ["k1", "k2"]}]))
     write_shard(paths.shard("k1"), [fake_result(grid.trials[0])], grid="tiny", task_key="k1")
@@ -142,9 +151,8 @@ def test_status_counts_done_failed_lost_and_running_from_files(tmp_path):
     # a relaunch of the lost task by a live process (this one): counted once, as running, there
     write_manifest(paths, manifest("s2", {"k3": ids[2:]},
                                    [{"job_id": f"local:{os.uname().nodename}:{os.getpid()}", "task_keys": ["k3"]}]))
-    marker = local_marker(paths, "s2")  # the launch is still running its tasks
-    marker.parent.mkdir(parents=True)
-    marker.touch()
+    marker = write_local_marker(paths, "s2", LocalProcess.of(os.getpid()))  # the launch still runs its tasks
+    assert marker == local_marker(paths, "s2")
     report = status_report("tiny", tmp_path)
     assert report.counts["running"] == 2 and report.counts["lost"] == 0
     assert [a.superseded for a in report.arrays] == [2, 0]

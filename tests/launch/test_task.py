@@ -7,11 +7,12 @@ import pickle
 
 import pytest
 
+from contracts.failures import FIELDS as FAILED_KEYS
 from contracts.paths import RunPaths
 from contracts.shard import open_shard, read_shard
 from grids.grid import grid_from_mapping
-from launch.submit import reconcile_grid
-from launch.task import FAILED_KEYS, PcsweepTask, TaskError
+from launch.compat import reconcile_grid
+from launch.task import PcsweepTask, TaskError
 
 # Two static groups (width 8 and 12), two seeds each; 1 epoch of 4 batches.
 TWO_GROUPS = {

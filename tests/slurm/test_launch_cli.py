@@ -16,7 +16,7 @@ import yaml
 
 from contracts.paths import RunPaths
 from grids.grid import grid_from_mapping
-from launch.submit import reconcile_grid
+from launch.compat import reconcile_grid
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]
