@@ -29,7 +29,7 @@ def slurm_cluster() -> None:
         if r.returncode != 0 or not r.stdout.strip():
             reason = f"sinfo failed ({r.stderr.strip()}); start one with: scripts/slurm-dev-cluster up"
         elif subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, timeout=20).returncode:
-            # submitit learns final job states only from sacct (shared/notes/slurm-ci.md)
+            # submitit learns final job states only from sacct (docs/slurm-dev-cluster.md)
             reason = "sacct does not answer (no accounting); start one with: scripts/slurm-dev-cluster up"
     if reason:
         if slurm_required():
