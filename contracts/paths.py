@@ -1,4 +1,4 @@
-"""The run folder layout (DESIGN.md section 4): the only place that spells its paths.
+"""The run folder layout (docs/design.md section 4): the only place that spells its paths.
 
 All four stages use `RunPaths`; nothing else builds `f"{root}/..."` strings.
 """

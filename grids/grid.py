@@ -1,4 +1,4 @@
-"""Grid files (DESIGN.md section 3): a YAML sweep -> validated, de-duplicated trial configs.
+"""Grid files (docs/design.md section 3): a YAML sweep -> validated, de-duplicated trial configs.
 
 Imports only yaml and `contracts.config` (no jax), so it runs on a login node. The format is documented
 in grids/README.md; in short a grid is `name`, `description`, `defaults` (a nested trial config)

@@ -1,4 +1,4 @@
-"""Trial config and trial id (DESIGN.md section 2)."""
+"""Trial config and trial id (docs/design.md section 2)."""
 
 import pytest
 
