@@ -89,8 +89,8 @@ def _number_in(low: float, high: float, *, open_low: bool = False):
         except ValueError:
             raise argparse.ArgumentTypeError(f"got {text!r}; expected a number") from None
         if not math.isfinite(value) or value > high or value < low or (open_low and value == low):
-            what = "a positive number" if open_low and low == 0 else f"a number >= {low:g}"
-            raise argparse.ArgumentTypeError(f"got {text!r}; expected {what} <= {high:g}")
+            bound = f"> {low:g}" if open_low else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"got {text!r}; expected a finite number {bound} and <= {high:g}")
         return value
 
     return parse
@@ -161,7 +161,7 @@ def launch_parser() -> argparse.ArgumentParser:
                        "epoch of your widest group takes longer")
     slurm.add_argument("--gpus", type=_int_in(0, 4096), default=1, help="GPUs per task (default 1; 0 for CPU jobs)")
     slurm.add_argument("--cpus", type=_positive_int, default=4, help="CPUs per task (default 4)")
-    slurm.add_argument("--mem", dest="mem_gb", type=_number_in(1 / 1024, 1024.0 * 1024), default=None, metavar="GB",
+    slurm.add_argument("--mem", dest="mem_gb", type=_number_in(0.001, 1024.0 * 1024), default=None, metavar="GB",
                        help="memory per task in GB (default: the partition's default)")
     slurm.add_argument("--account", help="sbatch --account to charge")
     slurm.add_argument("--qos", help="sbatch --qos")

@@ -145,16 +145,20 @@ def _job_id(path: Path, executor: str, job_id: Any) -> str:
 
 
 def array_records(paths: RunPaths) -> list[ArrayRecord]:
-    """All submitted arrays of the grid, oldest first."""
+    """All submitted arrays of the grid, oldest first (ManifestError names a file of the wrong shape)."""
     records = []
     for manifest in read_manifests(paths):
-        tasks = manifest["tasks"]
-        executor = manifest.get("executor", "slurm")
         path = paths.submission(str(manifest.get("stamp")))
-        for array in manifest["arrays"]:
-            keys = tuple(array["task_keys"])
-            records.append(ArrayRecord(
-                stamp=manifest["stamp"], executor=executor, job_id=_job_id(path, executor, array["job_id"]),
-                task_keys=keys, tasks={k: tuple(tasks.get(k, ())) for k in keys},
-            ))
+        try:
+            tasks = manifest["tasks"]
+            executor = manifest.get("executor", "slurm")
+            for array in manifest["arrays"]:
+                keys = tuple(array["task_keys"])
+                records.append(ArrayRecord(
+                    stamp=manifest["stamp"], executor=executor, job_id=_job_id(path, executor, array["job_id"]),
+                    task_keys=keys, tasks={k: tuple(tasks.get(k, ())) for k in keys},
+                ))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ManifestError(f"{path}: malformed submission manifest ({type(e).__name__}: {e}); move it away "
+                                f"from {path.parent} (its trials then count as never submitted)") from None
     return records

@@ -91,7 +91,7 @@ def _check_text(o: LaunchOptions) -> None:
     to the script."""
     fields = [("--partition", o.partition), ("--account", o.account), ("--qos", o.qos),
               ("--constraint", o.constraint), ("--image", o.image), ("--root", str(o.root))]
-    fields += [(f"--sbatch {key}=...", key) for key in o.sbatch]
+    fields += [("--sbatch KEY", key) for key in o.sbatch]
     fields += [(f"--sbatch {key}=VALUE", value) for key, value in o.sbatch.items()]
     fields += [("--only", t) for t in o.only]
     for flag, value in fields:
@@ -114,7 +114,7 @@ def _check_numbers(o: LaunchOptions) -> None:
     ):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
             raise OptionsError(f"{flag}: got {value!r}; expected an integer from {low} to {high}")
-    for flag, value, low, high in (("--mem", o.mem_gb, 1 / 1024, MAX_MEM_GB),
+    for flag, value, low, high in (("--mem", o.mem_gb, 0.001, MAX_MEM_GB),
                                    ("--task-minutes", o.task_minutes, 1 / 60, float(MAX_INT)),
                                    ("--wait", o.wait_s, 0.0, MAX_WAIT_S)):
         if value is None:
