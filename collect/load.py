@@ -21,7 +21,7 @@ from contracts.paths import RunPaths
 from contracts.shard import ARRAY_NAMES, BLOCKS, BlockInfo, ShardError, TrialResult, check_blocks, read_block
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # annotations only: `read_table` imports pandas when a table is read
 
 
 def _need(path: os.PathLike, grid: str) -> None:

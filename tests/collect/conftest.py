@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from collect_cases import GRID, synthetic_trial  # noqa: F401 (fixtures below use them)
+from collect_cases import GRID
 
 from contracts.paths import RunPaths
 from contracts.shard import TrialResult, write_shard

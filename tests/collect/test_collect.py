@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -14,7 +15,9 @@ import collect
 from collect.blockstore import PROVENANCE
 from collect.results import ResultsWriter
 from collect.state import updating_marker
+from contracts.config import valid_keys
 from contracts.shard import ARRAY_NAMES
+from grids import resolve
 
 
 def _truncate(path, keep: float = 0.5) -> None:
@@ -147,8 +150,6 @@ def test_summary_values_are_the_last_batch_of_the_last_epoch_at_t_T_minus_1(run,
 def test_summary_columns_are_the_documented_ones_in_order(run, messy):
     collect.collect(GRID, run.root, progress=False)
     cols = list(collect.load_summary(GRID, root=run.root).columns)
-    from contracts.config import valid_keys
-
     per_layer = [f"{m}_{k}" for m in ("energy", "energy_var", "w_norm", "w_grad_norm", "w_grad_var") for k in range(3)]
     assert cols == (["trial_id", "status", "wall_s", "accuracy", "accuracy_best"] + valid_keys()
                     + ["optim", "condition", "n_layers_energy"] + per_layer
@@ -235,10 +236,10 @@ def test_a_failed_full_collect_leaves_results_untouched_and_no_temp_files(run, m
     before = run.paths.results.read_bytes()
 
     def boom(self, info, trial_ids):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("killed by the test")
 
     monkeypatch.setattr(ResultsWriter, "copy_from", boom)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed by the test"):
         collect.collect(GRID, run.root, rebuild=True, progress=False)
     assert run.paths.results.read_bytes() == before and run.leftovers() == []
 
@@ -250,10 +251,10 @@ def test_an_interrupted_in_place_update_is_refused_then_rebuilt(run, messy, monk
 
     def copy_then_die(self, info, trial_ids):
         real_copy(self, info, trial_ids)
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("killed by the test")
 
     monkeypatch.setattr(ResultsWriter, "copy_from", copy_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed by the test"):
         collect.collect(GRID, run.root, progress=False)
     # a failed update leaves the marker (it is removed only after a complete, verified update)
     assert run.leftovers() == [] and updating_marker(run.paths).exists()
@@ -319,7 +320,7 @@ def test_empty_run_folder_and_missing_folder(run, tmp_path):
 
 
 def test_strict_raises_with_the_report_after_writing(run, messy):
-    with pytest.raises(collect.IncompleteError) as info:
+    with pytest.raises(collect.IncompleteError, match="3 missing") as info:
         collect.collect(GRID, run.root, strict=True, progress=False)
     assert len(info.value.report.missing) == 3 and run.paths.results.exists()
 
@@ -345,8 +346,6 @@ def test_report_json_is_plain_data(run, messy):
 
 
 def test_every_summary_column_is_documented(run, messy, repo_root):
-    import re
-
     doc = (repo_root / "docs" / "collect.md").read_text()
     documented = re.findall(r"^\| `([^`]+)` \|", doc, flags=re.M)
     patterns = [re.compile("^" + re.escape(d).replace(r"\{k\-1\}", r"\d+").replace(r"\{k\}", r"\d+") + "$")
@@ -365,8 +364,6 @@ def test_unreadable_failed_record_and_grid_yaml_fall_back_with_a_note(run, messy
 
 
 def test_grid_name_from_a_yaml_path(tmp_path):
-    from grids import resolve
-
     f = tmp_path / "x.yaml"
     f.write_text("name: propagation\n")
     assert resolve(str(f)).name == "propagation" and resolve("demo").name == "demo"
