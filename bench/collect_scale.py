@@ -26,11 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
+# Run as a script from any folder: the repository root goes on sys.path before the imports below, which is
+# why they carry `noqa: E402` (module import not at the top).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
+import collect  # noqa: E402
 from contracts.config import TrialConfig, trial_id  # noqa: E402
 from contracts.paths import RunPaths  # noqa: E402
 from contracts.shard import ARRAY_NAMES, TrialResult, open_shard, write_shard  # noqa: E402
@@ -115,8 +118,6 @@ def main(argv: list[str] | None = None) -> dict:
     if paths.folder.exists():
         shutil.rmtree(paths.folder)
     paths.folder.mkdir(parents=True)
-    import collect
-
     try:
         t = time.perf_counter()
         arrays = template_arrays(args.per_shard, E, B, T, L)
