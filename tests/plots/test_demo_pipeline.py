@@ -10,8 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from PIL import Image
+
+from plots import fig_lr_scaling, style
+from plots.data import Inputs
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_FIGURES = ["energy_per_t_two_moons", "energy_norms_per_epoch_two_moons", "accuracy-h-lr-optimizers-two_moons",
@@ -44,3 +49,17 @@ def test_demo_grid_launch_collect_plots_writes_every_figure(tmp_path):
             im.verify()
     summary = collect.load_summary("demo", root)
     assert len(summary) == 32 and summary["accuracy"].between(0, 1).all()
+
+    # the LR-scaling lines of real trainings are the means of collect's final accuracies
+    style.apply()
+    inputs = Inputs.load("demo", root)
+    fig = fig_lr_scaling.draw(inputs.summary, inputs.results, "two_moons")
+    table = inputs.summary[inputs.summary["accuracy"].notna()]
+    for ax, condition in zip(fig.axes, ("pc-sgd-0.9", "pc-adamw-0.9", "bp-sgd-0.9")):
+        rows = table[(table["condition"] == condition) & ((table["model.kind"] == "bp") | (table["train.h_lr"] < 0.3))]
+        means = rows.groupby(["model.width", "train.h_lr"])["accuracy"].mean().to_numpy()
+        if condition.startswith("bp"):  # drawn as a flat segment: each mean twice
+            means = np.repeat(means, 2)
+        got = np.concatenate([ln.get_ydata() for ln in ax.get_lines() if len(ln.get_xdata()) > 1])
+        np.testing.assert_allclose(np.sort(got), np.sort(means), rtol=1e-9)
+    plt.close(fig)

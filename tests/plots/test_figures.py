@@ -37,6 +37,14 @@ def test_the_mini_grid_has_the_shape_these_tests_assume(summary) -> None:
     assert tuple(sorted(summary["model.width"].unique())) == WIDTHS
 
 
+def test_final_and_best_accuracy_differ_in_the_collected_summary(summary) -> None:
+    """What makes a figure that reads `accuracy_best` instead of `accuracy` fail the tests below."""
+    ok = summary[summary["status"] == "ok"]
+    assert (ok["accuracy_best"] > ok["accuracy"] + 0.04).all()
+    adam_03 = ok[(ok["condition"] == "pc-adamw-0.9") & (ok["train.h_lr"] == 0.3)]
+    assert len(adam_03) and (adam_03["accuracy"] < 0.5).all() and (adam_03["accuracy_best"] > 0.5).all()
+
+
 @pytest.fixture(autouse=True)
 def _theme() -> None:
     style.apply()
@@ -162,6 +170,10 @@ def test_energy_ratios_boxes_are_the_filtered_adamw_ratios(summary, mini_run) ->
                    & (summary["accuracy"] > 0.5)]
     groups = [g[c] for c in ("energy_ratio_0/1", "energy_ratio_1/2") for _, g in rows.groupby("train.h_lr")]
     assert_boxes(ax, groups, log=True)
+    # the filter is on the final accuracy: γ = 0.3 (best accuracy > 0.5, final < 0.5) has no box
+    kept = sorted(rows["train.h_lr"].unique())
+    assert 0.3 not in kept and len(_boxes(ax)) == 2 * len(kept)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [style.gamma_label(g) for g in kept]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == [r"$\epsilon_1^2/\epsilon_2^2$", r"$\epsilon_2^2/\epsilon_3^2$"]
 
@@ -247,3 +259,28 @@ def test_coverage_without_a_grid_file_counts_what_is_present(summary, mini_run) 
     fig = fig_coverage.draw(summary, mini_run.results, None, grid_yaml=None)
     assert "expected = present" in _texts(fig)
     assert sum(p.get_width() for p in fig.axes[0].containers[2]) == 0  # nothing missing
+
+
+def test_coverage_of_the_collected_run_against_its_launched_grid(mini_run, summary) -> None:
+    """Expected trials from the run's grid.yaml (grids.load_grid), present ones from collect's summary."""
+    inputs = data.Inputs.load(mini_run.grid, mini_run.root)
+    assert inputs.grid_yaml == mini_run.grid_yaml
+    fig = fig_coverage.draw(summary, mini_run.results, None, grid_yaml=inputs.grid_yaml)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    done, diverged, missing = ax.containers
+    shares = {lab: (d.get_width(), v.get_width(), m.get_width())
+              for lab, d, v, m in zip(labels, done, diverged, missing)}
+    counts = {lab: ax.texts[y].get_text() for y, lab in enumerate(labels)}
+    expected = data.expected_trials(mini_run.grid_yaml)[0]
+    n_expected = expected.groupby(["data.dataset", "model.kind", "optim"]).size()
+    present = summary.groupby(["data.dataset", "model.kind", "optim", "status"]).size()
+    assert len(labels) == len(n_expected) == 8
+    for (ds, kind, optim), n in n_expected.items():
+        label = f"{ds} · {kind.upper()} · {optim}"
+        ok, bad = present.get((ds, kind, optim, "ok"), 0), present.get((ds, kind, optim, "diverged"), 0)
+        assert shares[label] == pytest.approx((ok / n, bad / n, (n - ok - bad) / n)), label
+        assert counts[label] == f"{ok + bad}/{n}"
+    assert shares["two_moons · BP · adamw-0.9"] == pytest.approx((5 / 8, 0, 3 / 8))
+    assert shares["two_moons · PC · sgd-0.9"] == pytest.approx((31 / 32, 1 / 32, 0))
+    assert "156 done, 1 diverged, 3 missing of 160" in _texts(fig).replace("\n", " ")
