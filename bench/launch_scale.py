@@ -26,8 +26,10 @@ sys.path.insert(0, str(CODE))
 
 from contracts.config import TrialConfig, static_key  # noqa: E402
 from grids.grid import grid_from_mapping, load_grid  # noqa: E402
+from launch.cancel import cancel  # noqa: E402
 from launch.options import LaunchOptions  # noqa: E402
 from launch.plan import make_plan  # noqa: E402
+from launch.submit import launch  # noqa: E402
 
 PAPER = ("propagation", "stability", "stability_constant_width")
 
@@ -59,11 +61,6 @@ def bench_submit(trials_per_task: int) -> dict:
     """Time `launch.submit.launch` for a 5,000-trial grid on the local cluster, then cancel it."""
     if shutil.which("sbatch") is None:
         return {"skipped": "sbatch not on PATH (start a cluster: scripts/slurm-dev-cluster up)"}
-    try:
-        from launch.cancel import cancel
-        from launch.submit import launch
-    except ImportError as e:
-        return {"skipped": f"launch.submit not importable: {e}"}
     doc = {
         "name": "bench5000",
         "defaults": {"data": {"n_samples": 64, "batch_size": 16}, "train": {"epochs": 1}},
@@ -88,8 +85,10 @@ def bench_submit(trials_per_task: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=3, help="planning repetitions; the median is reported (default 3)")
-    p.add_argument("--submit", action="store_true", help="also time a 5,000-trial submission to the local SLURM cluster")
-    p.add_argument("--trials-per-task", type=int, default=5, help="task size of the submit part (default 5: 1,000 tasks)")
+    p.add_argument("--submit", action="store_true",
+                   help="also time a 5,000-trial submission to the local SLURM cluster")
+    p.add_argument("--trials-per-task", type=int, default=5,
+                   help="task size of the submit part (default 5: 1,000 tasks)")
     a = p.parse_args()
     runs = [plan_once() for _ in range(a.repeat)]
     wall = statistics.median(r[0] for r in runs)

@@ -33,7 +33,7 @@ from contracts.config import PER_TRIAL_KEYS, TrialConfig, static_key
 from grids.sweep import fast_trial_id
 
 DEFAULT_TASK_MINUTES = 30.0
-# Effective FLOP/s of one task's batched training; rough, for sizing tasks only (notes/batching.md:
+# Effective FLOP/s of one task's batched training; rough, for sizing tasks only (measured:
 # ~5e10 on one CPU core for two moons width 1024; a GPU is taken as 100x that).
 FLOPS_PER_S = {"cuda": 5e12, "cpu": 5e10}
 GROUP_OVERHEAD_S = 60.0  # jax import, data load and one compile per group in a task

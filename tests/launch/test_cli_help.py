@@ -18,7 +18,8 @@ CODE = Path(__file__).resolve().parents[2]
 
 def run(*args: str, cwd: Path = CODE) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(CODE)}
-    return subprocess.run([sys.executable, "-m", "launch", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "launch", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=120)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,8 @@ def test_argparse_rejects_bad_numbers_with_exit_2():
 
 
 def test_cli_imports_no_jax_submitit_or_pandas():
-    code = "import sys, launch, launch.cli, launch.dryrun, launch.sbatch; print([m for m in ('jax', 'submitit', 'pandas') if m in sys.modules])"
+    code = ("import sys, launch, launch.cli, launch.dryrun, launch.sbatch, launch.prepare, launch.submit; "
+            "print([m for m in ('jax', 'submitit', 'pandas') if m in sys.modules])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CODE, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(CODE)})
     assert r.returncode == 0, r.stderr

@@ -9,10 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from contracts.paths import RunPaths
-from grids.grid import load_grid
+from contracts.shard import TrialResult, write_shard
+from grids.grid import dump_grid, load_grid
 from launch.dryrun import dry_run, render_dry_run
 from launch.options import LaunchOptions, OptionsError
 from launch.sbatch import CODE_ROOT, executor_parameters, python_command, render_sbatch, task_environment
@@ -38,7 +40,8 @@ def assert_golden(name: str, text: str) -> None:
     if text != want:
         diff = "".join(difflib.unified_diff(want.splitlines(True), text.splitlines(True), f"golden/{name}", "now"))
         pytest.fail(f"{name} differs from the golden file:\n{diff}\n"
-                    f"If the change is intended, re-record with: {RECORD}=1 python -m pytest tests/launch/test_dryrun.py")
+                    f"If the change is intended, re-record with: {RECORD}=1 python -m pytest "
+                    "tests/launch/test_dryrun.py")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +100,8 @@ def test_task_environment():
         "HDF5_USE_FILE_LOCKING": "FALSE",
     }
     assert task_environment(LaunchOptions(root=ROOT, platform="cpu"), paths)["JAX_PLATFORMS"] == "cpu"
-    assert task_environment(LaunchOptions(root=ROOT, executor="local", platform="cuda"), paths)["JAX_PLATFORMS"] == "cuda"
+    local_cuda = LaunchOptions(root=ROOT, executor="local", platform="cuda")
+    assert task_environment(local_cuda, paths)["JAX_PLATFORMS"] == "cuda"
 
 
 def test_python_command_binds_root_and_code_and_never_cleans_env():
@@ -118,7 +122,8 @@ def test_executor_parameters_are_valid_for_submitit():
     assert set(params) <= set(_get_default_parameters())
     assert params["mem"] == "1536MB" and params["gpus_per_node"] == 1 and params["array_parallelism"] == 2
     text = _make_sbatch_string(command="true", folder="/tmp/x", **params)
-    for flag in ("--account=proj", "--qos=high", "--constraint=a100", "--mail-type=END", "--time=30", "--partition=gpu"):
+    for flag in ("--account=proj", "--qos=high", "--constraint=a100", "--mail-type=END", "--time=30",
+                 "--partition=gpu"):
         assert f"#SBATCH {flag}" in text
     assert "gpus_per_node" not in executor_parameters(gpu_options(gpus=0), "demo", RunPaths.of("demo", ROOT))
 
@@ -150,10 +155,6 @@ def test_default_task_size_is_half_the_time_limit():
 
 def test_relaunch_dry_run_plans_only_missing_trials(demo, tmp_path):
     """With a real complete shard for 5 trials, the dry run plans the other 27 and says why."""
-    import numpy as np
-
-    from contracts.shard import TrialResult, write_shard
-
     paths = RunPaths.of("demo", tmp_path)
     shapes = {"test_accuracy": (2,), "energy": (2, 8, 9, 3), "energy_var": (2, 8, 9, 3),
               "w_norm": (2, 8, 3), "w_grad_norm": (2, 8, 3), "w_grad_var": (2, 8, 3)}
@@ -170,8 +171,6 @@ def test_relaunch_dry_run_plans_only_missing_trials(demo, tmp_path):
 
 
 def test_dry_run_warns_when_launch_would_refuse_the_grid(demo, tmp_path):
-    from grids.grid import dump_grid
-
     paths = RunPaths.of("demo", tmp_path)
     paths.folder.mkdir(parents=True)
     stored = load_grid(GRIDS / "demo.yaml", ["train.epochs=1"])

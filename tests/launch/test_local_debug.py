@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from contracts.paths import RunPaths
 from contracts.shard import open_shard
 from grids.grid import grid_from_mapping
+from launch.cancel import cancel
 from launch.manifest import read_manifests
 from launch.options import LaunchOptions
 from launch.status import status_report
@@ -120,10 +122,6 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def test_cancel_stops_a_running_local_launch_and_its_tasks(tmp_path):
-    import time
-
-    from launch.cancel import cancel
-
     grid_file = tmp_path / "localtest.yaml"
     grid_file.write_text(json.dumps(MOONS))  # JSON is YAML
     root = tmp_path / "runs"

@@ -19,7 +19,7 @@ from launch.options import LaunchOptions, OptionsError
 from launch.prepare import SubmissionError
 from launch.prepare import select_trials as select_indices
 from launch.state import LocalProcess, local_marker, write_local_marker
-from launch.status import render_status, status_report
+from launch.status import render_status, status_report, watch
 
 TINY = {
     "name": "tiny",
@@ -178,8 +178,6 @@ def test_status_without_squeue_says_unknown_and_never_hangs(tmp_path, monkeypatc
 
 
 def test_watch_returns_when_nothing_is_queued(tmp_path, capsys):
-    from launch.status import watch
-
     grid = tiny_grid()
     paths = RunPaths.of("tiny", tmp_path)
     reconcile_grid(grid, paths)

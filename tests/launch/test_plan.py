@@ -105,13 +105,15 @@ def test_task_minutes_bounds_the_estimated_duration():
 
 
 def test_a_single_trial_longer_than_the_target_still_gets_a_task():
-    grid = grid_from_mapping({"name": "x", "defaults": {"data": {"dataset": "fashion_mnist"}, "model": {"width": 4096}}})
+    grid = grid_from_mapping({"name": "x",
+                              "defaults": {"data": {"dataset": "fashion_mnist"}, "model": {"width": 4096}}})
     plan = make_plan(grid.trials, grid="x", task_minutes=0.1, trial_ids=grid.trial_ids)
     assert [len(t.trial_ids) for t in plan.tasks] == [1]
 
 
 def test_arrays_split_at_max_array_size(stability):
-    plan = make_plan(stability.trials, grid="stability", trials_per_task=100, max_array_size=7, trial_ids=stability.trial_ids)
+    plan = make_plan(stability.trials, grid="stability", trials_per_task=100, max_array_size=7,
+                     trial_ids=stability.trial_ids)
     n = len(plan.tasks)
     assert [len(a) for a in plan.arrays] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
     assert [i for a in plan.arrays for i in a] == list(range(n))
@@ -128,10 +130,11 @@ def test_plans_and_task_keys_are_deterministic(stability):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(trials_per_task=1, task_minutes=1), dict(trials_per_task=0), dict(task_minutes=-1), dict(max_array_size=0)]
+    "kwargs",
+    [dict(trials_per_task=1, task_minutes=1), dict(trials_per_task=0), dict(task_minutes=-1), dict(max_array_size=0)],
 )
 def test_bad_sizing_is_refused(stability, kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not both|capacity must be positive|max_array_size must be >= 1"):
         make_plan(stability.trials[:3], grid="s", **kwargs)
 
 

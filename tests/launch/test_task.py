@@ -76,7 +76,7 @@ def test_checkpoint_saves_finished_trials_and_requeues_only_the_rest(run, monkey
 
     delayed = []
     monkeypatch.setattr(pc.trials, "iter_trial_results", interrupted)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="-1"):
         task()
     first = [t.trial_id for t in read_shard(paths.shard("k-ckpt"))]
     assert first == seen

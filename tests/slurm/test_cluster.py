@@ -154,7 +154,7 @@ def test_cancelled_job_is_seen_as_cancelled(tmp_path: Path) -> None:
     assert states[job.job_id].startswith("CANCELLED")
     wait_done([job], deadline_s=SACCT_DEADLINE_S)
     assert job.state.startswith("CANCELLED")
-    with pytest.raises(submitit.core.utils.UncompletedJobError):
+    with pytest.raises(submitit.core.utils.UncompletedJobError, match="has not produced any output"):
         job.result()
 
 
