@@ -13,6 +13,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from h5py import h5d, h5g, h5s
 
 from collect.blockstore import PROVENANCE, RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION, BlockStore
 from collect.probe import ShardInfo, open_probed
@@ -22,7 +23,7 @@ from collect.state import updating_marker
 from contracts.atomic import tmp_path
 from contracts.config import canonical_json
 from contracts.paths import RunPaths
-from contracts.shard import ARRAY_NAMES, Block, ShapeKey, ShardError, TrialResult, check_blocks, group_by_shape
+from contracts.shard import ARRAY_NAMES, BLOCKS, Block, ShapeKey, ShardError, TrialResult, group_by_shape
 
 
 class InPlaceRefused(OSError):
@@ -36,7 +37,11 @@ def open_results(path: str | os.PathLike, mode: str = "r") -> h5py.File:
 
 
 def verify_results(path: Path, expected: set[str]) -> None:
-    """Check a closed results file: readable, version-2 results, valid blocks, live ids == `expected`.
+    """Check a closed results file: it reopens, is version-2 results, and holds one live row per `expected` id.
+
+    Every row collect writes carries a kept id, so the right number of distinct live ids means the update
+    landed whole: no row missing, no replaced row left undeleted. Reads only the attributes and each
+    block's `trial_id` column with h5py's low-level API (a few ms for 50,000 trials: it runs on every collect).
 
     Raises:
         OSError: naming the file and what is wrong.
@@ -45,12 +50,21 @@ def verify_results(path: Path, expected: set[str]) -> None:
         with open_results(path) as f:
             if f.attrs.get("schema") != RESULTS_SCHEMA or f.attrs.get("schema_version") != RESULTS_SCHEMA_VERSION:
                 raise OSError(f"{path}: not version-{RESULTS_SCHEMA_VERSION} results after writing")
-            live = {t for b in check_blocks(f, str(path), PROVENANCE, allow_deleted=True) for t in b.trial_ids if t}
-    except (ShardError, ValueError, KeyError) as e:
-        raise OSError(f"{path}: invalid after writing ({e})") from e
-    if live != expected:
-        raise OSError(f"{path}: holds {len(live)} trials after writing, expected {len(expected)} "
-                      f"({len(live - expected)} unexpected, {len(expected - live)} missing)")
+            columns = []
+            blocks = h5g.open(f.id, BLOCKS.encode())
+            for name in blocks:
+                d = h5d.open(blocks, name + b"/trial_id")
+                buf = np.empty(d.shape, dtype=d.dtype)
+                if buf.size:
+                    d.read(h5s.ALL, h5s.ALL, buf)
+                columns.append(buf[buf != b""])
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise OSError(f"{path}: invalid after writing ({type(e).__name__}: {e})") from e
+    live = np.sort(np.concatenate(columns)) if columns else np.zeros(0, dtype="S1")
+    repeated = int(np.count_nonzero(live[1:] == live[:-1])) if len(live) > 1 else 0
+    if len(live) != len(expected) or repeated:
+        raise OSError(f"{path}: holds {len(live)} trial rows after writing, expected {len(expected)} "
+                      f"({repeated} repeated)")
 
 
 def write_results(path: str | os.PathLike, trials: Iterable[TrialResult], *, grid: str = "",

@@ -9,13 +9,14 @@ next collect rebuilds from the shards, which are the truth.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from collect.probe import ShardInfo
-from contracts.atomic import write_text_atomic
+from contracts.atomic import tmp_path
 from contracts.paths import RunPaths
 
 STATE_VERSION = 2  # 1 described a version-1 (group per trial) results.h5: such a state forces a rebuild
@@ -101,8 +102,16 @@ def save_state(paths: RunPaths, state: State) -> None:
     """Record what results.h5 holds (atomically; written after results and summary)."""
     doc = {"version": STATE_VERSION, "grid": paths.grid, "results": file_stamp(paths.results),
            "summary": file_stamp(paths.summary), "shards": {n: e.to_json() for n, e in state.shards.items()},
-           "kept": {t: list(k) for t, k in state.kept.items()}}
-    write_text_atomic(paths.collect_state, json.dumps(doc, separators=(",", ":")))
+           "kept": state.kept}  # a Kept (a tuple) is written as a JSON list
+    # tmp + os.replace without fsync (unlike contracts.atomic): a state lost with the page cache is simply
+    # unreadable or stale, and either makes the next collect rebuild from the shards; an fsync per collect is not
+    tmp = tmp_path(paths.collect_state)
+    try:
+        tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, paths.collect_state)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def duplicates(shards: dict[str, ShardEntry]) -> list[str]:

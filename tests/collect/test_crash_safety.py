@@ -20,6 +20,7 @@ from collect_cases import GRID, synthetic_trial
 
 import collect
 from collect.copying import TEST_PAUSE_ENV
+from collect.results import verify_results, write_results
 from collect.state import updating_marker
 from contracts.shard import write_shard
 
@@ -184,3 +185,15 @@ def test_the_lock_is_not_left_behind_and_a_missing_folder_takes_none(run, tmp_pa
         collect.collect("absent", run.root, progress=False)
     assert not (run.root / "absent").exists()
     assert all(p.name != ".lock" for p in run.root.rglob("*"))
+
+
+def test_verification_catches_a_missing_or_repeated_row(tmp_path):
+    a, b = synthetic_trial(1), synthetic_trial(2)
+    path = write_results(tmp_path / "results.h5", [a, b], grid=GRID)
+    verify_results(path, {a.trial_id, b.trial_id})
+    with pytest.raises(OSError, match="holds 2 trial rows after writing, expected 3"):
+        verify_results(path, {a.trial_id, b.trial_id, synthetic_trial(3).trial_id})
+    with h5py.File(path, "a") as f:
+        f["blocks/0/trial_id"][1] = a.trial_id.encode()
+    with pytest.raises(OSError, match="1 repeated"):
+        verify_results(path, {a.trial_id, b.trial_id})
