@@ -20,7 +20,7 @@ from test_launch_run import final_states, fresh_run, tiny_doc, wait_for
 from contracts.shard import open_shard
 from launch.manifest import read_manifests
 from launch.state import squeue
-from launch.submit import launch
+from launch.submit import SubmissionError, launch
 
 pytestmark = pytest.mark.slurm
 HEAVY_EPOCHS = 600  # 128 batches of 16 per epoch at width 12-16: ~25-60 ms per epoch on a busy 2-core CPU
@@ -105,3 +105,18 @@ def test_task_hitting_its_time_limit_checkpoints_and_requeue_keeps_finished_tria
     assert "timed-out" in text and "Calling checkpoint method" in text
     assert final_states([job])[job].state == "COMPLETED"
     assert squeue(run.name) == {}
+
+
+def test_a_refused_sbatch_stores_nothing_and_the_next_launch_is_not_refused(run):
+    """sbatch refuses an unknown partition: no grid.yaml, no manifest; a corrected launch (even of a grid
+    that would conflict with the refused one's) then goes out."""
+    grid = run.grid(tiny_doc(run.name, seeds=1))
+    with pytest.raises(SubmissionError, match="sbatch refused array 1 of 1"):
+        launch(grid, run.options(partition="no-such-partition"))
+    assert not run.paths.grid_yaml.exists()
+    assert not list(run.paths.submissions_dir.glob("*.json")) if run.paths.submissions_dir.exists() else True
+    assert not run.paths.lock.exists()
+    doc = tiny_doc(run.name, seeds=1)
+    doc["defaults"]["train"]["epochs"] = 2  # other trial ids: refused had the first grid.yaml been kept
+    sub = launch(run.grid(doc), run.options(sbatch={"begin": "now+1hour"}))
+    assert sub.trials == 1 and len(read_manifests(run.paths)) == 1
