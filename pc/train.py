@@ -1,6 +1,6 @@
 """The group program: many trials of one shape trained together, one compiled call per epoch.
 
-Per trial and mini-batch this is the paper's `train_on_batch` on pcx 0.6.3 (notes section 3):
+Per trial and mini-batch this is the paper's `train_on_batch` on pcx 0.6.3 (docs/pc.md):
 forward init (h <- u, output clamped to the label); T plain-SGD steps on the hidden states, each
 sample moving by gamma * dE_i/dh_i (energy = batch mean, state gradients scaled by B: trap (a));
 the state optimizer is built over the non-frozen Vode states only (trap (b)); then one weight step
@@ -11,17 +11,20 @@ at the final states. The program is
 with per-trial arrays for seed-derived weights, gamma, w_lr, momentum and weight decay (the last
 three live in an `optax.inject_hyperparams` state with a trial axis). One `GroupProgram` exists per
 (static config, group size) and is reused, so new values and seeds never recompile. For large
-shapes the state steps multiply by transposed weight copies (`transposed_weights_pay`): same math,
-faster matmuls on CPU.
+shapes the state steps may multiply by transposed weight copies (`pc.transposed.choose`, measured
+per device and shape): same math, faster matmuls where NN products are slow. Every dot is traced at the
+trials' `train.matmul_precision` (`pc.precision`). Between groups a program keeps its compiled
+executable but drops its arrays (`GroupProgram.loaded`), so device memory stays flat over a task.
 
-Metrics per trial and batch (DESIGN.md section 5): energy, energy_var [T+1, L] (t = 0 before the
+Metrics per trial and batch (docs/design.md section 5): energy, energy_var [T+1, L] (t = 0 before the
 first state update, t = T at the states of the weight step); w_norm (after the update),
 w_grad_norm, w_grad_var [n_linear] (weights only, gradients taken before `Optim.step`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,12 +36,19 @@ import pcx.predictive_coding as pxc
 import pcx.utils as pxu
 
 from contracts.config import TrialConfig, static_key
+from pc.memory import per_trial_bytes
 from pc.model import build_model, init_weights, set_weights
+from pc.precision import precision_scope
+from pc.transposed import TransposeChoice, choose, transposed_weights_pay
 
-# Group sizes a program is compiled for; a group is padded up to the next one. No 1: XLA compiles
-# a trial axis of size 1 differently (it drops it), which changes float rounding, while every size
-# >= 2 gives bit-identical trials. So a trial run alone is padded to 2 and equals itself in any group.
-GROUP_SIZES = (2, 4, 8, 16, 32, 64, 128)
+# Group sizes a program is compiled for; a group is padded up to the next one (`chunk_sizes`). No 1:
+# XLA compiles a trial axis of size 1 differently (it drops it), which changes float rounding, while
+# every size >= 2 gives bit-identical trials on CPU (tested up to 4096). So a trial run alone is padded
+# to 2 and equals itself in any group. Up to 4096 so that a GPU gets enough work per kernel at small
+# shapes; the memory budget caps the size per shape (`group_sizes`).
+GROUP_SIZES = tuple(2**k for k in range(1, 13))  # 2 .. 4096
+PAD_ALWAYS = 128  # pad up to this size whatever the waste (fewer programs to compile)
+MAX_PAD_WASTE = 0.25  # above PAD_ALWAYS, pad only when at most this fraction of the program is padding
 
 
 def _h_mask():
@@ -104,23 +114,12 @@ def _energy_given_u1(u1, w_t, *, model):
     return jax.lax.pmean(model.energy(), "batch"), per_layer
 
 
-def transposed_weights_pay(dims: Sequence[int], batch_size: int) -> bool:
-    """Whether the T state steps should multiply by transposed weight copies (`pc.model.linear_t`).
-
-    Measured on the 2-core development CPU (group epochs, with against without): 14-16% faster at
-    batch 128 and width 1024 or 2048, 6-10% at batch 256 x 1024; no gain or a loss at batch <= 64
-    or width <= 512, where the per-batch transpose is not paid back. Static per shape, so a trial's
-    results still do not depend on its group.
-    """
-    return batch_size >= 128 and min(dims[1:-1]) >= 1024
-
-
 def train_on_batch(
     x, y, h_lr, *, model, optim_w, kind: str, T: int, transpose_w: bool = False
 ) -> dict[str, jax.Array]:
     """One mini-batch of one trial; returns its metrics (see the module docstring).
 
-    transpose_w: give the state steps W^T copies (see `transposed_weights_pay`); same math.
+    transpose_w: give the state steps W^T copies (see `pc.transposed`); same math.
     """
     with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
         _forward(x, y, model=model)
@@ -178,8 +177,11 @@ def _correct(x, y, *, model):
     return jnp.sum(jnp.argmax(logits, axis=-1) == jnp.argmax(y, axis=-1))
 
 
-def _make_epoch(kind: str, T: int, transpose_w: bool):
-    """Compiled epoch: (perm [N, B], h_lr [N], data) -> (metrics [N, B, ...], accuracy [N])."""
+def _make_epoch(kind: str, T: int, transpose_w: bool, precision: str = "default"):
+    """Compiled epoch: (perm [N, B], h_lr [N], data) -> (metrics [N, B, ...], accuracy [N]).
+
+    precision: `train.matmul_precision`, in effect while the program is traced (so in every dot).
+    """
 
     def per_trial(perm, h_lr, xs, ys, test_x, test_y, *, model, optim_w):
         def batch_step(idx, *, model, optim_w):
@@ -200,16 +202,22 @@ def _make_epoch(kind: str, T: int, transpose_w: bool):
         in_axes=(0, 0, None, None, None, None),
         out_axes=0,
     )(per_trial)
-    return pxf.jit()(trials)
+
+    def traced(*args, **kwargs):
+        with precision_scope(precision):
+            return trials(*args, **kwargs)
+
+    return pxf.jit()(traced)
 
 
 class GroupProgram:
     """One compiled program for trials sharing `static_key` (same shapes), `n` trials at a time.
 
     Holds one pcx model and one weight optimizer whose arrays carry a leading trial axis; `start`
-    loads new trials into them, `epoch` trains one epoch. Reusing the same objects is what keeps
-    the jit cache warm (a new pcx model or `Optim.init` would recompile). `transpose_w` defaults to
-    `transposed_weights_pay` for the shape (tests force either path).
+    loads new trials into them, `epoch` trains one epoch, `release` drops the arrays again (use
+    `loaded`, which does both). Reusing the same objects is what keeps the jit cache warm (a new pcx
+    model or `Optim.init` would recompile). `transpose_w` defaults to `pc.transposed.choose` for the
+    shape (tests force either path); `transpose_choice` says what was chosen and why.
     """
 
     def __init__(
@@ -224,10 +232,17 @@ class GroupProgram:
         for vode, width in zip(self.model.vodes, self.dims[-len(self.model.vodes):]):
             vode.shape.set((width,))  # what the first forward call would record
         self.optim_w = pxu.Optim(w_optimizer_factory(self.w_optimizer), pxu.M(pxnn.LayerParam)(self.model))
-        if transpose_w is None:
-            transpose_w = transposed_weights_pay(self.dims, cfg.data.batch_size)
-        self._epoch = _make_epoch(self.kind, self.T, transpose_w)
+        self.precision = cfg.train.matmul_precision
+        shape = f"B{cfg.data.batch_size} {'x'.join(map(str, self.dims))} T{self.T}"
+        if transpose_w is not None:
+            self.transpose_choice = TransposeChoice(shape, transpose_w, "forced", "argument")
+        elif self.kind != "pc":
+            self.transpose_choice = TransposeChoice(shape, False, "auto", "bp-has-no-state-steps")
+        else:
+            self.transpose_choice = choose(self.dims, cfg.data.batch_size, self.T)
+        self._epoch = _make_epoch(self.kind, self.T, self.transpose_choice.use, self.precision)
         self._h_lr = None
+        self.release()
 
     def start(self, cfgs: Sequence[TrialConfig]) -> None:
         """Load the initial weights, optimizer states and per-trial numbers of `n` trials."""
@@ -241,6 +256,25 @@ class GroupProgram:
         self.optim_w.state.set(state._replace(hyperparams=hyper))
         self._h_lr = jnp.asarray([c.train.h_lr for c in cfgs], dtype=jnp.float32)
 
+    def release(self) -> None:
+        """Drop the group's arrays (weights, optimizer state, per-trial numbers); keep the executable.
+
+        The next `start` sets arrays of the same shapes again, so the compiled program is reused.
+        """
+        set_weights(self.model, [None] * (2 * len(self.model.layers)))
+        self.optim_w.state.set(None)
+        self.model.clear_params(pxc.VodeParam)
+        self._h_lr = None
+
+    @contextlib.contextmanager
+    def loaded(self, cfgs: Sequence[TrialConfig]) -> Iterator[GroupProgram]:
+        """`start(cfgs)`, and `release()` when the block ends (also on an error)."""
+        try:
+            self.start(cfgs)
+            yield self
+        finally:
+            self.release()
+
     def epoch(self, perm: np.ndarray, data: Mapping[str, jax.Array]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Train one epoch; perm [n, B] is each trial's batch order. Returns numpy metrics, accuracy."""
         metrics, acc = self._epoch(
@@ -253,17 +287,41 @@ class GroupProgram:
 _PROGRAMS: dict[tuple, GroupProgram] = {}
 
 
-def group_sizes(cfg: TrialConfig, d_in: int, n_classes: int, mem_budget_bytes: float) -> tuple[int, ...]:
-    """Padded sizes allowed for this shape: those whose estimated memory fits the budget.
+def group_sizes(
+    cfg: TrialConfig, d_in: int, n_classes: int, mem_budget_bytes: float, *, n_batches: int = 0
+) -> tuple[int, ...]:
+    """Padded sizes allowed for this shape: those whose estimated memory (`pc.memory`) fits the budget.
 
     (1,) when not even two trials fit: then every trial of this shape runs alone, consistently.
+    n_batches: training batches per epoch (the per-batch metrics the program returns), if known.
     """
-    dims = dims_of(cfg, d_in, n_classes)
-    n_params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
-    acts = cfg.data.batch_size * sum(dims) * (cfg.train.T + 4)
-    per_trial = 4 * (8 * n_params + 4 * acts)
+    per_trial = per_trial_bytes(dims_of(cfg, d_in, n_classes), cfg.data.batch_size, cfg.train.T, n_batches)
     fits = [n for n in GROUP_SIZES if n * per_trial <= mem_budget_bytes]
     return tuple(fits) or (1,)
+
+
+def chunk_sizes(n_trials: int, sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """How a group of `n_trials` is cut: [(trials, padded size)], largest first.
+
+    Full chunks of the largest allowed size; the rest is padded up to the next size when that size is at
+    most PAD_ALWAYS or at most MAX_PAD_WASTE of it would be padding, and otherwise cut into the largest
+    size that fits and what is left. Up to 128 trials this is the old rule (always pad: one program);
+    above, a big program is not compiled for a group that would fill half of it.
+    """
+    out, rest, top = [], n_trials, sizes[-1]
+    while rest > 0:
+        if rest >= top:
+            out.append((top, top))
+            rest -= top
+            continue
+        up = padded_size(rest, sizes)
+        if up <= PAD_ALWAYS or up - rest <= MAX_PAD_WASTE * up or up == sizes[0]:
+            out.append((rest, up))
+            break
+        down = max(s for s in sizes if s <= rest)
+        out.append((down, down))
+        rest -= down
+    return out
 
 
 def get_program(cfg: TrialConfig, d_in: int, n_classes: int, n: int) -> GroupProgram:
@@ -307,6 +365,7 @@ def flops_per_trial_epoch(cfg: TrialConfig, d_in: int, n_classes: int, n_batches
 
 
 __all__ = [
-    "GROUP_SIZES", "GroupProgram", "dims_of", "drop_program", "flops_per_trial_epoch", "get_program",
-    "group_sizes", "padded_size", "train_on_batch", "transposed_weights_pay", "w_optimizer_factory",
+    "GROUP_SIZES", "GroupProgram", "chunk_sizes", "dims_of", "drop_program", "flops_per_trial_epoch",
+    "get_program", "group_sizes", "padded_size", "train_on_batch", "transposed_weights_pay",
+    "w_optimizer_factory",
 ]

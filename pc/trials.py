@@ -9,10 +9,12 @@ the start of every epoch, cumulatively, as the paper's `random.shuffle(train_dl)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import random
 import subprocess
+import sys
 import time
 import traceback as tb
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,9 +26,9 @@ import numpy as np
 
 from contracts.config import ConfigError, TrialConfig, static_key, trial_id
 from contracts.shard import TrialResult, write_shard
+from pc.memory import memory_budget
+from pc.record import ProgramRun, RunRecord
 
-DEFAULT_MEM_GB = 4.0  # CPU memory budget of one group's arrays; env PCSWEEP_GROUP_MEM_GB overrides
-MEM_ENV = "PCSWEEP_GROUP_MEM_GB"
 _ARRAYS_EB = ("energy", "energy_var", "w_norm", "w_grad_norm", "w_grad_var")  # [E, B, ...]
 
 
@@ -56,18 +58,22 @@ def iter_trial_results(
     data_dir: str | os.PathLike | None = None,
     progress: bool = False,
     on_epoch: Callable[[int, int], None] | None = None,
+    record: RunRecord | None = None,
 ) -> Iterator[TrialResult | TrialFailure]:
     """Train all trials, yielding each result as its group finishes; never raises for a trial.
 
-    Trials with equal `contracts.config.static_key` train together, padded to a size in
-    `pc.train.GROUP_SIZES` (capped by the memory budget $PCSWEEP_GROUP_MEM_GB, default 4 GB on
-    CPU). A trial id given twice is trained and yielded once.
+    Trials with equal `contracts.config.static_key` train together, cut and padded to sizes in
+    `pc.train.GROUP_SIZES` (`pc.train.chunk_sizes`), capped by the memory budget (`pc.memory`:
+    $PCSWEEP_GROUP_MEM_GB, else 4 GiB on CPU or half a GPU, less the memory in use). Each group's
+    arrays are released when it ends. One line per group goes to stderr (program, size, compile and
+    train seconds). A trial id given twice is trained and yielded once.
 
     Args:
         configs: trial configs (TrialConfig or nested mappings; an invalid mapping yields a failure).
         data_dir: folder with image IDX files (see `pc.data.load_data`).
         progress: show a tqdm bar over trial-epochs.
         on_epoch: called as on_epoch(epoch, n_trials) after every epoch of every group.
+        record: filled with how the groups ran (`pc.record.RunRecord`, for the shard's attributes).
     Yields:
         `contracts.shard.TrialResult` (status ok | diverged) or `TrialFailure`.
     """
@@ -89,17 +95,21 @@ def iter_trial_results(
     bar = tqdm(total=total, unit="trial-epoch", disable=not progress, dynamic_ncols=True)
     try:
         for group in groups.values():
-            yield from _run_group(group, data_dir, bar, on_epoch)
+            yield from _run_group(group, data_dir, bar, on_epoch, record if record is not None else RunRecord())
     finally:
         bar.close()
 
 
-def _run_group(group, data_dir, bar, on_epoch) -> Iterator[TrialResult | TrialFailure]:
+def _run_group(group, data_dir, bar, on_epoch, record: RunRecord) -> Iterator[TrialResult | TrialFailure]:
     # jax and pcx load here, not at the top: `python -m pc --help` and the task's start stay fast
     import pcx as px
 
-    from pc import train
+    from pc import compile_cache, train
     from pc.data import load_data
+    from pc.precision import jax_default_precision
+
+    compile_cache.install()
+    record.jax_default_matmul_precision = jax_default_precision()
 
     try:
         if group[0].model.init_h != "forward":
@@ -109,19 +119,18 @@ def _run_group(group, data_dir, bar, on_epoch) -> Iterator[TrialResult | TrialFa
             )
         ds = load_data(group[0].data, data_dir)
         data = _device_data(ds)
-        budget = _memory_budget()
-        sizes = train.group_sizes(group[0], ds.d_in, ds.n_classes, budget)
+        sizes = train.group_sizes(group[0], ds.d_in, ds.n_classes, memory_budget(), n_batches=ds.train_x.shape[0])
     except Exception as e:  # noqa: BLE001 - every trial of the group fails with the same cause
         for cfg in group:
             yield _failure(cfg, e)
         bar.update(len(group) * group[0].train.epochs)
         return
-    for start in range(0, len(group), sizes[-1]):
-        chunk = group[start : start + sizes[-1]]
-        n = train.padded_size(len(chunk), sizes)
+    start = 0
+    for n_trials, n in train.chunk_sizes(len(group), sizes):
+        chunk, start = group[start : start + n_trials], start + n_trials
         rkg_state, rkg_value = px.RKG.key, px.RKG.key.get()
         try:
-            yield from _run_chunk(chunk, n, ds, data, bar, on_epoch)
+            yield from _run_chunk(chunk, n, ds, data, bar, on_epoch, record)
         except Exception as e:  # noqa: BLE001
             # A pcx transform that raises leaves a tracer in the global key: restore it, and
             # forget the program whose objects saw the failed trace.
@@ -130,18 +139,6 @@ def _run_group(group, data_dir, bar, on_epoch) -> Iterator[TrialResult | TrialFa
             train.drop_program(chunk[0], ds.d_in, ds.n_classes, n)
             for cfg in chunk:
                 yield _failure(cfg, e)
-
-
-def _memory_budget() -> float:
-    """Bytes one group may use: $PCSWEEP_GROUP_MEM_GB, else half an accelerator's memory, else 4 GB."""
-    if os.environ.get(MEM_ENV):
-        return float(os.environ[MEM_ENV]) * 2**30
-    import jax
-
-    stats = jax.devices()[0].memory_stats() or {}
-    if jax.devices()[0].platform != "cpu" and stats.get("bytes_limit"):
-        return 0.5 * stats["bytes_limit"]
-    return DEFAULT_MEM_GB * 2**30
 
 
 def _device_data(ds) -> dict[str, Any]:
@@ -158,13 +155,36 @@ def _device_data(ds) -> dict[str, Any]:
 _DATA_CACHE: dict[str, Any] = {}
 
 
-def _run_chunk(chunk, n, ds, data, bar, on_epoch) -> Iterator[TrialResult]:
+def _run_chunk(chunk, n, ds, data, bar, on_epoch, record: RunRecord) -> Iterator[TrialResult]:
     from pc import train
+    from pc.compile_time import measure_compile
 
     t0 = time.perf_counter()
     padded = list(chunk) + [chunk[-1]] * (n - len(chunk))
-    program = train.get_program(chunk[0], ds.d_in, ds.n_classes, n)
-    program.start(padded)
+    with measure_compile() as meter:
+        program = train.get_program(chunk[0], ds.d_in, ds.n_classes, n)
+        with program.loaded(padded):
+            per_epoch, accs = _train_epochs(program, chunk, padded, ds, data, bar, on_epoch)
+    train_s = time.perf_counter() - t0
+    run = ProgramRun(hashlib.sha256(static_key(chunk[0]).encode()).hexdigest()[:12], n, len(chunk),
+                     round(meter.seconds, 3), meter.cache_hits, round(train_s, 3), program.precision,
+                     program.transpose_choice.use)
+    record.programs.append(run)
+    record.transposed[program.transpose_choice.shape] = program.transpose_choice.as_dict()
+    print(f"pcsweep: group {run.program} ({chunk[0].data.dataset}, width {chunk[0].model.width}, "
+          f"{chunk[0].model.kind}): {len(chunk)} trial(s) in a program of {n}; compile {meter.seconds:.1f} s"
+          f"{' (cache hit)' if meter.cache_hits else ''}; total {train_s:.1f} s", file=sys.stderr, flush=True)
+    wall_s = train_s / len(chunk)
+    for i, cfg in enumerate(chunk):
+        arrays = {k: np.stack([m[k][i] for m in per_epoch]).astype(np.float32) for k in _ARRAYS_EB}
+        arrays["test_accuracy"] = np.array([a[i] for a in accs], np.float32)
+        status = _mark_divergence(arrays)
+        yield TrialResult(cfg.trial_id, cfg.to_mapping(), status, wall_s, arrays)
+
+
+def _train_epochs(program, chunk, padded, ds, data, bar, on_epoch) -> tuple[list[dict], list[np.ndarray]]:
+    """Every epoch of one loaded chunk; stops computing once every real trial has diverged."""
+    n = len(padded)
     n_batches, epochs = ds.train_x.shape[0], chunk[0].train.epochs
     orders = np.stack([batch_orders(c.seed, n_batches, epochs) for c in padded], axis=1)  # [E, n, B]
     per_epoch, accs = [], []
@@ -184,12 +204,7 @@ def _run_chunk(chunk, n, ds, data, bar, on_epoch) -> Iterator[TrialResult]:
         bar.update(len(chunk))
         if on_epoch is not None:
             on_epoch(epoch, len(chunk))
-    wall_s = (time.perf_counter() - t0) / len(chunk)
-    for i, cfg in enumerate(chunk):
-        arrays = {k: np.stack([m[k][i] for m in per_epoch]).astype(np.float32) for k in _ARRAYS_EB}
-        arrays["test_accuracy"] = np.array([a[i] for a in accs], np.float32)
-        status = _mark_divergence(arrays)
-        yield TrialResult(cfg.trial_id, cfg.to_mapping(), status, wall_s, arrays)
+    return per_epoch, accs
 
 
 def batch_orders(seed: int, n_batches: int, epochs: int) -> np.ndarray:
@@ -260,12 +275,15 @@ def run_trials(
 ) -> list[TrialFailure]:
     """Train all trials and write their results to one shard (atomically); return the failures.
 
-    The shard's attributes hold `provenance()` (versions, device kind, git sha) updated by `attrs`.
+    The shard's attributes hold `provenance()` (versions, device kind, git sha) and how the trials ran
+    (`pc.record.RunRecord.attributes`: matmul precision, XLA flags, compile seconds, transposed-weight
+    choices), updated by `attrs`.
     """
-    results, failures = [], []
-    for r in iter_trial_results(configs, data_dir=data_dir, progress=progress):
+    results, failures, record = [], [], RunRecord()
+    for r in iter_trial_results(configs, data_dir=data_dir, progress=progress, record=record):
         (failures if isinstance(r, TrialFailure) else results).append(r)
-    write_shard(shard_path, results, grid=grid, task_key=task_key, attrs={**provenance(), **(attrs or {})})
+    write_shard(shard_path, results, grid=grid, task_key=task_key,
+                attrs={**provenance(), **record.attributes(), **(attrs or {})})
     return failures
 
 

@@ -1,0 +1,59 @@
+"""How much memory a group may use, and how much one trial of it needs (an upper bound).
+
+The estimate is checked against XLA's own buffer assignment of the compiled group program (arguments +
+outputs + temporaries, `Compiled.memory_analysis()`): tests/pc/test_pc_memory.py requires it to be an
+upper bound and at most 5x too high; on the shapes measured it is 2.4-3.5x. On a GPU, jax's allocator also
+reports `peak_bytes_in_use`, which `scripts/gpu-check` can compare (not checked here: no GPU).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+DEFAULT_MEM_GB = 4.0  # CPU budget of one group's arrays; env PCSWEEP_GROUP_MEM_GB overrides
+MEM_ENV = "PCSWEEP_GROUP_MEM_GB"
+ACCELERATOR_FRACTION = 0.5  # of the device's memory, before what is already in use is subtracted
+
+
+def per_trial_bytes(dims: Sequence[int], batch_size: int, T: int, n_batches: int = 0) -> int:
+    """Estimated bytes of one trial in a group program (float32).
+
+    8 copies of the parameters (weights, gradients, optimizer moments, the scan carry and its update,
+    the transposed copies), 4 copies of the activations of one batch at each of T + 4 passes (states,
+    errors, gradients, the unrolled steps XLA keeps alive), and the per-batch metrics the epoch returns.
+    """
+    n_params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+    acts = batch_size * sum(dims) * (T + 4)
+    n_linear = n_vodes = len(dims) - 1  # PC: hidden Vodes + the output Vode
+    metrics = n_batches * (2 * (T + 1) * n_vodes + 3 * n_linear)
+    return 4 * (8 * n_params + 4 * acts + metrics)
+
+
+def live_bytes() -> int:
+    """Bytes of the jax arrays alive in this process (all devices)."""
+    import jax  # lazy: keeps this module importable without starting jax
+
+    return sum(a.nbytes for a in jax.live_arrays())
+
+
+def memory_budget() -> float:
+    """Bytes one group may use now.
+
+    $PCSWEEP_GROUP_MEM_GB (GiB) when set, as given. Otherwise, on an accelerator, half its memory
+    (`bytes_limit`) less what is already in use (`bytes_in_use`: the data set, programs, other groups'
+    leftovers); on CPU, where jax reports no memory statistics, 4 GiB less the live jax arrays. Never
+    below 0 (then every trial runs alone, see `pc.train.group_sizes`).
+    """
+    if os.environ.get(MEM_ENV):
+        return float(os.environ[MEM_ENV]) * 2**30
+    import jax  # lazy, as above
+
+    device = jax.devices()[0]
+    stats = device.memory_stats() or {}
+    if device.platform != "cpu" and stats.get("bytes_limit"):
+        return max(0.0, ACCELERATOR_FRACTION * stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    return max(0.0, DEFAULT_MEM_GB * 2**30 - live_bytes())
+
+
+__all__ = ["DEFAULT_MEM_GB", "MEM_ENV", "live_bytes", "memory_budget", "per_trial_bytes"]
