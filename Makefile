@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 GRID   ?= grids/demo.yaml
 ROOT   ?= runs
 
-.PHONY: help install install-test demo test test-fast lint bench slurm-up slurm-down gpu-check clean
+.PHONY: help install install-test demo test test-fast lint bench slurm-up slurm-down gpu-check clean mutation
 
 help:  ## list the recipes
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -55,6 +55,9 @@ gpu-check: | $(BIN)/python  ## on a GPU node: install the cuda extra, then devic
 
 clean:  ## remove the demo run folder
 	rm -rf $(ROOT)/demo
+
+mutation: install-test  ## mutmut on the bookkeeping modules, a score per module (MODULES=launch.status,... to restrict)
+	$(BIN)/python tests/mutation/run.py --max-children $(or $(MUTATION_CHILDREN),1) $(if $(MODULES),--modules $(MODULES))
 
 lint: install-test  ## ruff (rules in pyproject.toml [tool.ruff]); CI runs it before the tests
 	$(BIN)/ruff check .

@@ -1,0 +1,151 @@
+"""`make mutation`: run mutmut 3 on the modules of `[tool.mutmut] only_mutate` and print a score per module.
+
+Usage: .venv/bin/python tests/mutation/run.py [--modules contracts.config,launch.status] [--max-children 1]
+       [--fail-under 85] [--diffs] [--report-only]
+
+mutmut copies the packages into `mutants/`, runs the fast tier once to learn which tests reach which function,
+then runs, for each mutant, only those tests (`-x`, so the first failure kills it). Results are kept in
+`mutants/` and reused: a second run retries only mutants of functions that changed, unless `--modules` names
+them (then they are all rerun). The score of a module is (killed + timeout) / mutants; "no tests" (no fast test
+reaches the function) counts as a survivor. Exit 1 when mutmut fails, or a module scores under `--fail-under`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MUTANTS = REPO / "mutants"
+MUTMUT = Path(sys.executable).parent / "mutmut"
+LOG = MUTANTS / "make-mutation.log"
+# mutmut's exit codes (mutmut/stats.py), folded into the few verdicts a score needs
+VERDICT = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
+           0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", None: "not checked"}
+
+
+@dataclass
+class ModuleScore:
+    """One mutated module's mutants by verdict, and the names of those that were not killed."""
+
+    module: str
+    verdicts: Counter = field(default_factory=Counter)
+    survivors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(n for v, n in self.verdicts.items() if v not in ("skipped", "not checked"))
+
+    @property
+    def killed(self) -> int:
+        return self.verdicts["killed"] + self.verdicts["timeout"]
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.killed / self.total if self.total else 100.0
+
+
+def module_of(meta: Path) -> str:
+    """`mutants/contracts/shard/reader.py.meta` -> `contracts.shard.reader` (a package's `__init__` -> the package)."""
+    parts = list(meta.relative_to(MUTANTS).with_suffix("").with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def selected(module: str, wanted: list[str]) -> bool:
+    return not wanted or any(module == w or module.startswith(w + ".") for w in wanted)
+
+
+def scores(wanted: list[str]) -> list[ModuleScore]:
+    """Per-module verdicts read from mutmut's `mutants/**/*.py.meta` files."""
+    out = []
+    for meta in sorted(MUTANTS.rglob("*.py.meta")):
+        module = module_of(meta)
+        if not selected(module, wanted):
+            continue
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if not codes:
+            continue
+        score = ModuleScore(module)
+        for name, code in sorted(codes.items()):
+            verdict = VERDICT.get(code, "suspicious")
+            score.verdicts[verdict] += 1
+            if verdict in ("survived", "no tests", "suspicious"):
+                score.survivors.append(f"{name} ({verdict})")
+        out.append(score)
+    return out
+
+
+def render(results: list[ModuleScore]) -> str:
+    """A markdown table (it goes into tests/README.md as it is), then the survivors."""
+    lines = ["| module | killed / mutants | score | survived | no tests | timeout |", "|---|---|---|---|---|---|"]
+    for s in results:
+        lines.append(f"| `{s.module}` | {s.killed} / {s.total} | {s.percent:.1f}% | {s.verdicts['survived']} "
+                     f"| {s.verdicts['no tests']} | {s.verdicts['timeout']} |")
+    killed, total = sum(s.killed for s in results), sum(s.total for s in results)
+    lines.append(f"| all | {killed} / {total} | {100.0 * killed / max(total, 1):.1f}% | | | |")
+    for s in results:
+        if s.survivors:
+            lines += ["", f"{s.module}: {len(s.survivors)} not killed"] + [f"  {name}" for name in s.survivors]
+    return "\n".join(lines)
+
+
+def run_mutmut(wanted: list[str], max_children: int) -> int:
+    """`mutmut run` from the repository root, its output in mutants/make-mutation.log (it draws spinners)."""
+    MUTANTS.mkdir(exist_ok=True)
+    shutil.copy2(Path(__file__).with_name("sitecustomize.py"), MUTANTS / "sitecustomize.py")
+    cmd = [str(MUTMUT), "run", "--max-children", str(max_children), *[f"{m}.*" for m in wanted]]
+    print("$", " ".join(cmd), f"(output: {LOG.relative_to(REPO)})", flush=True)
+    with LOG.open("w") as log:
+        rc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc:
+        tail = LOG.read_text(errors="replace").splitlines()[-30:]
+        print("\n".join(tail), file=sys.stderr)
+        print(f"mutmut run failed (exit {rc}); whole output in {LOG}", file=sys.stderr)
+    return rc
+
+
+def print_diffs(results: list[ModuleScore]) -> None:
+    for s in results:
+        for entry in s.survivors:
+            name = entry.split(" ", 1)[0]
+            print(subprocess.run([str(MUTMUT), "show", name], cwd=REPO, capture_output=True, text=True).stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modules", default="", help="comma-separated dotted modules or packages (default: all "
+                        "of [tool.mutmut] only_mutate), e.g. launch.status,contracts.shard")
+    parser.add_argument("--max-children", type=int, default=1, help="parallel mutants (2 shared cores: 1 or 2)")
+    parser.add_argument("--fail-under", type=float, default=0.0, help="exit 1 if a module scores under this %%")
+    parser.add_argument("--diffs", action="store_true", help="print the diff of every mutant not killed")
+    parser.add_argument("--report-only", action="store_true", help="print the last results, run nothing")
+    args = parser.parse_args(argv)
+    wanted = [m.strip() for m in args.modules.split(",") if m.strip()]
+    t0 = time.monotonic()
+    if not args.report_only and run_mutmut(wanted, args.max_children):
+        return 1
+    results = scores(wanted)
+    if not results:
+        print("no mutation results: run without --report-only, or check --modules", file=sys.stderr)
+        return 1
+    print(render(results))
+    if args.diffs:
+        print_diffs(results)
+    if not args.report_only:
+        print(f"\nmutation run took {time.monotonic() - t0:.0f} s")
+    low = [s.module for s in results if s.percent < args.fail_under]
+    if low:
+        print(f"under {args.fail_under:g}% killed: {', '.join(low)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
