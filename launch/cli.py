@@ -159,10 +159,18 @@ def launch_parser() -> argparse.ArgumentParser:
                        help="send the checkpoint signal (USR2) S seconds before --time runs out (default 90): "
                        "the task writes its finished trials to a shard and is requeued; raise it if an "
                        "epoch of your widest group takes longer")
-    slurm.add_argument("--gpus", type=_int_in(0, 4096), default=1, help="GPUs per task (default 1; 0 for CPU jobs)")
-    slurm.add_argument("--cpus", type=_positive_int, default=4, help="CPUs per task (default 4)")
+    slurm.add_argument("--gpus", type=_int_in(0, 4096), default=None,
+                       help="GPUs per task (default 1, or 0 with --platform cpu)")
+    slurm.add_argument("--cpus", type=_positive_int, default=None,
+                       help="CPUs per task (default 4, fewer if the partition's largest node has fewer); tasks "
+                       "set their thread counts from it")
     slurm.add_argument("--mem", dest="mem_gb", type=_number_in(0.001, 1024.0 * 1024), default=None, metavar="GB",
-                       help="memory per task in GB (default: the partition's default)")
+                       help="memory per task in GB (default: none asked, the partition's DefMemPerCPU/Node "
+                       "applies)")
+    slurm.add_argument("--no-preflight", dest="preflight", action="store_false",
+                       help="submit without checking the partition first (by default a request that no node or "
+                       "limit of the partition can satisfy is refused with what it offers; --dry-run shows "
+                       "the check)")
     slurm.add_argument("--account", help="sbatch --account to charge")
     slurm.add_argument("--qos", help="sbatch --qos")
     slurm.add_argument("--constraint", help="sbatch --constraint, e.g. a100")
@@ -258,7 +266,7 @@ def options_from_args(a: argparse.Namespace, root: Path) -> LaunchOptions:
         sbatch=dict(a.sbatch), max_parallel=a.max_parallel, trials_per_task=a.trials_per_task,
         task_minutes=a.task_minutes, max_array_size=a.max_array_size, image=a.image, container=a.container,
         platform=a.platform, jobs=a.jobs, only=tuple(a.only), rerun_failed=a.rerun_failed, force=a.force,
-        wait_s=a.wait_s,
+        wait_s=a.wait_s, preflight=a.preflight,
     )
 
 

@@ -42,6 +42,8 @@ class DryRun:
     sbatch: str = ""  # the first array's script (slurm executor only)
     skipped: dict[str, int] = field(default_factory=dict)  # relaunch: done / queued / failed trials left out
     conflict: str | None = None  # why `launch` would refuse this grid (it drops launched trials)
+    preflight: dict[str, Any] | None = None  # the partition check (slurm only): launch.preflight.Preflight
+    preflight_text: str = ""  # its one-line rendering
 
 
 def _sample(grid: Grid, indices: Sequence[int]) -> list[dict[str, Any]]:
@@ -94,7 +96,9 @@ def describe(p: LaunchPlan, options: LaunchOptions) -> DryRun:
         python=p.python,
         environment=p.environment,
         parameters=p.parameters,
-        sbatch=render_sbatch(options, grid.name, p.paths, arrays[0]["tasks"]) if slurm and arrays else "",
+        sbatch=render_sbatch(p.options or options, grid.name, p.paths, arrays[0]["tasks"]) if slurm and arrays else "",
+        preflight=asdict(p.preflight) | {"refused": p.preflight.refused} if p.preflight else None,
+        preflight_text=p.preflight.render() if p.preflight else "",
     )
 
 
@@ -143,6 +147,8 @@ def render_dry_run(d: DryRun) -> str:
         f"executor: {d.executor}; python: {d.python or 'host python'}",
         "environment: " + " ".join(f"{k}={v}" for k, v in d.environment.items()),
     ]
+    if d.preflight_text:
+        lines.append(d.preflight_text)
     if d.sbatch:
         lines += ["", f"sbatch script of array 0 ({d.arrays[0]['tasks']} tasks), as submitit sends it:",
                   d.sbatch.rstrip()]

@@ -14,6 +14,7 @@ from pathlib import Path
 EXECUTORS = ("slurm", "local", "debug")
 PLATFORMS = ("cpu", "cuda")
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize
+DEFAULT_CPUS = 4  # --cpus when not given: 4, lowered to the partition's largest node by the preflight
 # sbatch options that have their own flag, or that submitit itself must own.
 RESERVED_SBATCH = {
     "time": "--time", "partition": "--partition", "gpus-per-node": "--gpus", "cpus-per-task": "--cpus",
@@ -47,8 +48,8 @@ class LaunchOptions:
     partition: str | None = None
     time_min: int = 60  # per task wall-clock limit (sbatch --time), minutes
     signal_delay_s: int = 90  # USR2 this long before --time: the task saves finished trials, is requeued
-    gpus: int = 1  # per task (0 allowed: no --gpus-per-node)
-    cpus: int = 4  # per task
+    gpus: int | None = None  # per task; None = 1 on cuda, 0 with platform cpu (see gpu_count)
+    cpus: int | None = None  # per task; None = DEFAULT_CPUS, lowered to the partition's nodes (launch.preflight)
     mem_gb: float | None = None  # per task; None = the partition's default
     account: str | None = None
     qos: str | None = None
@@ -66,9 +67,23 @@ class LaunchOptions:
     rerun_failed: bool = False
     force: bool = False
     wait_s: float = 0.0  # --wait: seconds to wait for the run folder's lock (another launch or collect)
+    preflight: bool = True  # False with --no-preflight: submit without checking the partition
 
     def __post_init__(self) -> None:
         check_options(self)
+
+    @property
+    def gpu_count(self) -> int:
+        """GPUs per task: --gpus if given, else 0 with `--platform cpu` and 1 otherwise (cuda is the SLURM
+        default platform), so a CPU launch never asks a CPU partition for a GPU."""
+        if self.gpus is not None:
+            return self.gpus
+        return 0 if self.platform == "cpu" else 1
+
+    @property
+    def cpu_count(self) -> int:
+        """CPUs per task: --cpus, or DEFAULT_CPUS before the preflight lowered it to the partition's nodes."""
+        return self.cpus if self.cpus is not None else DEFAULT_CPUS
 
     def task_sizing(self) -> tuple[int | None, float | None]:
         """(trials_per_task, task_minutes) for `make_plan`: by default tasks aim at half of --time,

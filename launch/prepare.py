@@ -21,6 +21,7 @@ from launch.compat import grid_conflict
 from launch.manifest import array_records
 from launch.options import DEFAULT_MAX_ARRAY_SIZE, LaunchOptions, OptionsError
 from launch.plan import FLOPS_PER_S, Plan, make_plan, read_max_array_size
+from launch.preflight import Preflight, preflight
 from launch.sbatch import executor_parameters, python_command, task_environment
 from launch.state import done_trials, local_running, squeue
 
@@ -53,6 +54,8 @@ class LaunchPlan:
     python: str | None  # apptainer command, or None for the host python
     environment: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)  # submitit executor parameters (slurm only)
+    preflight: Preflight | None = None  # the partition check (slurm only; launch.preflight)
+    options: LaunchOptions | None = None  # the options with the preflight's defaults filled (--cpus)
 
     @property
     def trial_ids(self) -> tuple[str, ...]:
@@ -128,11 +131,13 @@ def run_paths(grid: Grid, options: LaunchOptions) -> RunPaths:
     return RunPaths.of(grid.name, Path(options.root).resolve())
 
 
-def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | None = None) -> LaunchPlan:
+def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | None = None,
+                   verdict: Preflight | None = None) -> LaunchPlan:
     """The plan of launching `grid` under `options` (see the module docstring); writes nothing.
 
     `max_array_size` overrides the cluster lookup (`--max-array-size`, else `scontrol show config` on
-    SLURM, else SLURM's default 1001).
+    SLURM, else SLURM's default 1001). `verdict` is a preflight already made on these options (by
+    `launch`); without one the partition is checked here (a refusal is recorded, not raised).
 
     Raises:
         OptionsError: an `--only` id that is not in the grid.
@@ -140,6 +145,8 @@ def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | 
     """
     paths = run_paths(grid, options)
     slurm = options.executor == "slurm"
+    if verdict is None:
+        verdict, options = preflight(options)
     indices, skipped = select_trials(grid, paths, options)
     trials_per_task, task_minutes = options.task_sizing()
     limit = max_array_size or options.max_array_size or (read_max_array_size() if slurm else DEFAULT_MAX_ARRAY_SIZE)
@@ -153,4 +160,5 @@ def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | 
         sizing=Sizing(trials_per_task, task_minutes, limit), plan=plan,
         python=python_command(options, paths), environment=task_environment(options, paths),
         parameters=executor_parameters(options, grid.name, paths) if slurm else {},
+        preflight=verdict if slurm else None, options=options,
     )

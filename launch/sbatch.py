@@ -44,7 +44,7 @@ def python_command(options: LaunchOptions, paths: RunPaths) -> str | None:
     if not options.image or not options.container:
         return None
     words = ["apptainer", "exec"]
-    if options.gpus > 0:
+    if options.gpu_count > 0:
         words.append("--nv")
     words += ["--bind", f"{_abs(paths.root)},{CODE_ROOT}", _abs(options.image), "python"]
     return shlex.join(words)
@@ -72,13 +72,13 @@ def executor_parameters(options: LaunchOptions, grid: str, paths: RunPaths) -> d
         "job_name": f"pcsweep-{grid}",
         "time": options.time_min,
         "signal_delay_s": options.signal_delay_s,
-        "cpus_per_task": options.cpus,
+        "cpus_per_task": options.cpu_count,
         "setup": setup_lines(options, paths),
     }
     if options.partition:
         params["partition"] = options.partition
-    if options.gpus:
-        params["gpus_per_node"] = options.gpus
+    if options.gpu_count:
+        params["gpus_per_node"] = options.gpu_count
     if options.mem_gb is not None:
         params["mem"] = _mem(options.mem_gb)
     for name, value in (("account", options.account), ("qos", options.qos), ("constraint", options.constraint)):

@@ -24,6 +24,7 @@ from launch.environment import apply_task_environment
 from launch.local import run_debug, run_local
 from launch.manifest import array_entry, git_state, new_stamp, package_versions, write_manifest
 from launch.options import LaunchOptions
+from launch.preflight import preflight, require_fit
 from launch.prepare import LaunchPlan, SubmissionError, only_indices, prepare_launch, run_paths
 from launch.state import LocalProcess, local_job_id, local_marker, write_local_marker
 from launch.task import PcsweepTask
@@ -120,14 +121,17 @@ def launch(grid: Grid, options: LaunchOptions) -> Submission:
 
     Raises:
         OptionsError: an `--only` id that is not in the grid (nothing is written, not even the lock).
+        PreflightError: the partition can never run the request (`launch.preflight`; nothing is written).
         LockHeld: another launch or collect holds the run folder (after `options.wait_s`).
         GridConflictError: the grid changes trials already launched (without `force`).
         SubmissionError: nothing could be submitted (squeue down, sbatch refused, ...).
     """
     check_executor(options)
     only_indices(grid, options.only)
+    verdict, options = preflight(options)
+    require_fit(verdict)
     with RunLock(run_paths(grid, options).lock, "launch", wait_s=options.wait_s):
-        p = prepare_launch(grid, options)
+        p = prepare_launch(grid, options, verdict=verdict)
         if p.conflict:
             raise GridConflictError(p.conflict)
         base = dict(grid=grid.name, root=str(p.paths.root), executor=p.executor, grid_trials=len(grid.trial_ids),
