@@ -20,6 +20,7 @@ from contracts.failures import read_failures
 from contracts.paths import RunPaths
 from grids.grid import load_grid
 from launch.manifest import ArrayRecord, array_records
+from launch.reasons import explain
 from launch.state import Accounting, QueueEntry, done_trials, local_running, log_tail, sacct, squeue
 
 STATES = ("pending", "running", "done", "failed", "lost", "unknown")
@@ -42,6 +43,7 @@ class ArrayStatus:
     lost: int = 0
     unknown: int = 0
     superseded: int = 0  # trials that a newer submission took over
+    reasons: dict[str, int] = field(default_factory=dict)  # squeue's pending reason -> pending trials
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class StatusReport:
     arrays: list[ArrayStatus]
     problems: list[Problem]
     bad_shards: list[str] = field(default_factory=list)
+    stuck: dict[str, str] = field(default_factory=dict)  # pending reasons that will not clear -> what to do
 
     @property
     def active(self) -> int:
@@ -163,6 +166,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
 
     per_array = [dict.fromkeys(STATES, 0) | {"superseded": 0} for _ in records]
     per_task: dict[tuple[int, int], dict[str, list[str]]] = {}
+    reasons: list[dict[str, int]] = [{} for _ in records]
     for r, record in enumerate(records):
         for a, key in enumerate(record.task_keys):
             for trial_id in record.tasks[key]:
@@ -179,6 +183,9 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
                 else:
                     state = "unknown" if queued == "unknown" else "lost"
                 per_array[r][state] += 1
+                if state == "pending" and queue and record.executor == "slurm":
+                    why = queue[record.task_job_id(a)].reason
+                    reasons[r][why] = reasons[r].get(why, 0) + 1
                 per_task.setdefault((r, a), {}).setdefault(state, []).append(trial_id)
 
     troubled = [(r, a, s, ids) for (r, a), states in per_task.items() for s, ids in states.items()
@@ -193,7 +200,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
         for r, a, s, ids in troubled[:MAX_PROBLEMS]
     ]
     arrays = [ArrayStatus(job_id=rec.job_id, stamp=rec.stamp, executor=rec.executor, tasks=len(rec.task_keys),
-                          trials=sum(len(v) for v in rec.tasks.values()), **per_array[r])
+                          trials=sum(len(v) for v in rec.tasks.values()), reasons=reasons[r], **per_array[r])
               for r, rec in enumerate(records)]
     counts = {s: sum(a[s] for a in per_array) for s in STATES}
     grid_trials = _grid_trials(paths)
@@ -205,6 +212,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
         accounting=acct is not None, grid_trials=grid_trials, submitted=submitted,
         not_submitted=None if grid_trials is None else max(0, grid_trials - submitted - extra_done),
         counts=counts, arrays=arrays, problems=problems, bad_shards=bad,
+        stuck={w.reason: w.hint for w in map(explain, {k for d in reasons for k in d}) if w.stuck},
     )
 
 
@@ -233,6 +241,7 @@ def render_status(report: StatusReport) -> str:
             lines.append(row)
     else:
         lines.append("nothing submitted yet: python -m launch grids/<grid>.yaml")
+    lines += _reason_lines(report)
     if report.problems:
         lines += ["", "problems:"]
         lines += [f"  {p.job_id} {p.task_key}: {p.trials} {p.state}: {p.reason}" for p in report.problems]
@@ -242,6 +251,20 @@ def render_status(report: StatusReport) -> str:
         lines += ["", f"rerun lost trials: python -m launch <grid file> --root {report.root}"
                   + ("  (add --rerun-failed for failed ones)" if c["failed"] else "")]
     return "\n".join(lines)
+
+
+def _reason_lines(report: StatusReport) -> list[str]:
+    """Pending trials by squeue reason per array; reasons that will not clear by themselves get a hint."""
+    lines = []
+    for a in report.arrays:
+        if not a.reasons:
+            continue
+        parts = []
+        for reason, n in sorted(a.reasons.items(), key=lambda kv: -kv[1]):
+            why = explain(reason)
+            parts.append(f"{reason} {n}" + (f" (STUCK: will not start by itself; {why.hint})" if why.stuck else ""))
+        lines.append(f"  array {a.job_id} pending: " + "; ".join(parts))
+    return ["", "pending reasons (squeue):", *lines] if lines else []
 
 
 def watch(grid: str, root: Path, interval_s: float = 10) -> None:
