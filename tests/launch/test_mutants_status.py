@@ -102,14 +102,14 @@ def test_pending_and_running_come_from_squeue_states(tiny, scheduler):
     shape not ignored."""
     grid, paths = tiny
     ids = grid.trial_ids
-    submit(paths, "s1", "4242", {"k0": [ids[0]], "k1": [ids[1]], "k2": [ids[2], ids[3]]})
+    submit(paths, "s1", "4242", {"k0": [ids[0]], "k1": [ids[1], ids[2]], "k2": [ids[3]]})
     scheduler.answer("squeue", "4242_0|PENDING|Priority\n4242_1|RUNNING|None\nnot a squeue line\n4242_2|RUNNING\n")
     report = status_report("tiny", paths.root)
     assert scheduler.args("squeue") == SQUEUE_ARGS
-    assert report.counts == counts(pending=1, running=1, lost=2)
-    assert report.queue == "squeue" and report.active == 2
+    assert report.counts == counts(pending=1, running=2, lost=1)
+    assert report.queue == "squeue" and report.active == 3
     assert [(a.job_id, a.tasks, a.trials, a.pending, a.running, a.lost) for a in report.arrays] == [
-        ("4242", 3, 4, 1, 1, 2)]
+        ("4242", 3, 4, 1, 2, 1)]
 
 
 @pytest.mark.parametrize("state", ["RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"])
