@@ -59,6 +59,7 @@ def iter_trial_results(
     progress: bool = False,
     on_epoch: Callable[[int, int], None] | None = None,
     record: RunRecord | None = None,
+    on_group: Callable[[tuple[str, ...]], None] | None = None,
 ) -> Iterator[TrialResult | TrialFailure]:
     """Train all trials, yielding each result as its group finishes; never raises for a trial.
 
@@ -73,6 +74,8 @@ def iter_trial_results(
         data_dir: folder with image IDX files (see `pc.data.load_data`).
         progress: show a tqdm bar over trial-epochs.
         on_epoch: called as on_epoch(epoch, n_trials) after every epoch of every group.
+        on_group: called with the trial ids of a group (one program's chunk) before it compiles and trains;
+            its results follow its last epoch (a launch task writes each finished group to its own shard).
         record: filled with how the groups ran (`pc.record.RunRecord`, for the shard's attributes).
     Yields:
         `contracts.shard.TrialResult` (status ok | diverged) or `TrialFailure`.
@@ -95,12 +98,14 @@ def iter_trial_results(
     bar = tqdm(total=total, unit="trial-epoch", disable=not progress, dynamic_ncols=True)
     try:
         for group in groups.values():
-            yield from _run_group(group, data_dir, bar, on_epoch, record if record is not None else RunRecord())
+            yield from _run_group(group, data_dir, bar, on_epoch, record if record is not None else RunRecord(),
+                                  on_group)
     finally:
         bar.close()
 
 
-def _run_group(group, data_dir, bar, on_epoch, record: RunRecord) -> Iterator[TrialResult | TrialFailure]:
+def _run_group(group, data_dir, bar, on_epoch, record: RunRecord,
+               on_group=None) -> Iterator[TrialResult | TrialFailure]:
     # jax and pcx load here, not at the top: `python -m pc --help` and the task's start stay fast
     import pcx as px
 
@@ -129,6 +134,8 @@ def _run_group(group, data_dir, bar, on_epoch, record: RunRecord) -> Iterator[Tr
     for n_trials, n in train.chunk_sizes(len(group), sizes):
         chunk, start = group[start : start + n_trials], start + n_trials
         rkg_state, rkg_value = px.RKG.key, px.RKG.key.get()
+        if on_group is not None:
+            on_group(tuple(c.trial_id for c in chunk))
         try:
             yield from _run_chunk(chunk, n, ds, data, bar, on_epoch, record)
         except Exception as e:  # noqa: BLE001
