@@ -6,7 +6,7 @@ Imports only `contracts.paths`, so the task side (launch/task.py) and the submit
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 from contracts.paths import RunPaths
 
@@ -29,12 +29,32 @@ def task_environment(paths: RunPaths, platform: str | None) -> dict[str, str]:
     return env
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Thread counts from the allocation, not the whole node: with SLURM_CPUS_PER_TASK=N, OpenMP, MKL and
+    OpenBLAS get N threads and XLA's CPU backend N intra-op threads (`--xla_cpu_multi_thread_eigen=true
+    intra_op_parallelism_threads=N` added to XLA_FLAGS). Values the user already set are kept; {} outside
+    SLURM or for a malformed count."""
+    cpus = environ.get("SLURM_CPUS_PER_TASK", "")
+    if not (cpus.isascii() and cpus.isdigit()) or int(cpus) < 1:
+        return {}
+    env = {var: cpus for var in THREAD_VARS if not environ.get(var)}
+    flags = environ.get("XLA_FLAGS", "")
+    if "intra_op_parallelism_threads" not in flags and "xla_cpu_multi_thread_eigen" not in flags:
+        env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cpus}".strip()
+    return env
+
+
 def apply_task_environment(paths: RunPaths, platform: str | None,
                            environ: MutableMapping[str, str] = os.environ) -> None:
     """Fill `environ` with the task environment where the launcher did not already export it (a debug run,
-    a task started by hand); an explicit `platform` always wins."""
+    a task started by hand), and the thread counts of the allocation; an explicit `platform` always wins.
+    Runs in the task before jax is imported, so XLA reads the flags."""
     for key, value in task_environment(paths, platform).items():
         if key == "JAX_PLATFORMS":
             environ[key] = value
         else:
             environ.setdefault(key, value)
+    environ.update(thread_environment(environ))

@@ -20,6 +20,7 @@ from contracts.failures import read_failures
 from contracts.paths import RunPaths
 from grids.grid import load_grid
 from launch.manifest import ArrayRecord, array_records
+from launch.progress import TaskProgress, duration, grid_eta, read_progress
 from launch.reasons import explain
 from launch.state import Accounting, QueueEntry, done_trials, local_running, log_tail, sacct, squeue
 
@@ -74,6 +75,8 @@ class StatusReport:
     problems: list[Problem]
     bad_shards: list[str] = field(default_factory=list)
     stuck: dict[str, str] = field(default_factory=dict)  # pending reasons that will not clear -> what to do
+    progress: list[TaskProgress] = field(default_factory=list)  # running tasks' progress files
+    eta_s: float | None = None  # until nothing is queued, from measured epoch times (None: not measured yet)
 
     @property
     def active(self) -> int:
@@ -203,6 +206,8 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
                           trials=sum(len(v) for v in rec.tasks.values()), reasons=reasons[r], **per_array[r])
               for r, rec in enumerate(records)]
     counts = {s: sum(a[s] for a in per_array) for s in STATES}
+    running_keys = [records[r].task_keys[a] for (r, a), states in per_task.items() if "running" in states]
+    progress = [p for p in read_progress(paths, running_keys).values() if not p.finished]
     grid_trials = _grid_trials(paths)
     submitted = len(latest)
     extra_done = len(set(done) - set(latest))  # e.g. results of trials from a grid edited with --force
@@ -213,6 +218,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
         not_submitted=None if grid_trials is None else max(0, grid_trials - submitted - extra_done),
         counts=counts, arrays=arrays, problems=problems, bad_shards=bad,
         stuck={w.reason: w.hint for w in map(explain, {k for d in reasons for k in d}) if w.stuck},
+        progress=progress, eta_s=grid_eta(progress, counts["pending"]) if counts["running"] else None,
     )
 
 
@@ -241,7 +247,7 @@ def render_status(report: StatusReport) -> str:
             lines.append(row)
     else:
         lines.append("nothing submitted yet: python -m launch grids/<grid>.yaml")
-    lines += _reason_lines(report)
+    lines += _reason_lines(report) + _progress_lines(report)
     if report.problems:
         lines += ["", "problems:"]
         lines += [f"  {p.job_id} {p.task_key}: {p.trials} {p.state}: {p.reason}" for p in report.problems]
@@ -251,6 +257,19 @@ def render_status(report: StatusReport) -> str:
         lines += ["", f"rerun lost trials: python -m launch <grid file> --root {report.root}"
                   + ("  (add --rerun-failed for failed ones)" if c["failed"] else "")]
     return "\n".join(lines)
+
+
+def _progress_lines(report: StatusReport) -> list[str]:
+    """Running tasks: group, epoch, seconds per epoch and ETA from their progress files."""
+    if not report.progress:
+        return []
+    lines = ["", f"running tasks ({len(report.progress)} reporting); ETA of the queued trials ~"
+             f"{duration(report.eta_s)} from measured epoch times:"]
+    for p in sorted(report.progress, key=lambda p: p.task_key)[:20]:
+        lines.append(f"  {p.task_key}: group {p.group}/{p.groups}, epoch {p.epoch}/{p.epochs}, {p.group_trials} "
+                     f"trials, {p.s_per_epoch if p.s_per_epoch is not None else '?'} s/epoch, {p.done}/{p.trials} "
+                     f"done, task ETA {duration(p.eta_s)}")
+    return lines
 
 
 def _reason_lines(report: StatusReport) -> list[str]:
@@ -268,19 +287,23 @@ def _reason_lines(report: StatusReport) -> list[str]:
 
 
 def watch(grid: str, root: Path, interval_s: float = 10) -> None:
-    """Refresh the status every `interval_s` with a progress bar and ETA until nothing is queued.
+    """Refresh the status every `interval_s` with a progress bar over trials until nothing is queued.
 
-    Ctrl-C stops watching (the jobs keep running) and prints the last status.
+    The bar counts settled trials (done, failed, lost); its postfix shows done, running, pending, failed and
+    the ETA measured from the tasks' epoch times (`launch.progress`). Ctrl-C stops watching (the jobs keep
+    running) and prints the last status.
     """
     from tqdm import tqdm  # lazy: only --watch draws a progress bar
 
     report = status_report(grid, root)
-    bar = tqdm(total=max(report.submitted, 1), unit="trial", desc=f"pcsweep-{grid}")
+    bar = tqdm(total=max(report.submitted, 1), unit="trial", desc=f"pcsweep-{grid}",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} trials [{elapsed}{postfix}]")
     try:
         while True:
             c = report.counts
             bar.n = c["done"] + c["failed"] + c["lost"]
-            bar.set_postfix(pending=c["pending"], running=c["running"], failed=c["failed"], lost=c["lost"])
+            bar.set_postfix_str(f"done {c['done']}, running {c['running']}, pending {c['pending']}, failed "
+                                f"{c['failed']}, lost {c['lost']}, ETA {duration(report.eta_s)}", refresh=False)
             bar.refresh()
             if report.active == 0 and c["unknown"] == 0:
                 break

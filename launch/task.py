@@ -7,9 +7,13 @@ so SLURM records FAILED and a non-zero exit.
 
 Shards are one file per task attempt: attempt 0 writes `shards/<task_key>.h5`, attempt n > 0 writes
 `shards/<task_key>.a<n>.h5` (and a name that is taken gets a `.<k>` suffix), so a requeued attempt
-never overwrites what an earlier one finished. On timeout or preemption submitit sends USR2 and calls
-`checkpoint`: the trials finished so far go into a shard now, and the requeued job runs only the
-rest (attempt + 1).
+never overwrites what an earlier one finished. While the task runs, each group (one compiled program's
+trials) is written as soon as it finishes to its own part, `<that name>.g<k>.h5` (k = 0, 1, ...), so a
+SIGKILL, an OOM kill or a lost node loses at most the group in flight; at the end the parts are merged
+into the attempt's shard (a single part is renamed) and removed. On timeout or preemption submitit sends
+USR2 and calls `checkpoint`: the trials finished so far go into a shard now, and the requeued job runs
+only the rest (attempt + 1). Progress (a log line per group epoch, `slurm/progress/<task key>.json`)
+comes from `launch.progress`.
 
 `python -m launch.task --root R --grid G --task-key K [--attempt N] ID ...` runs one task in a fresh
 process: the local executor uses it.
@@ -27,13 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contracts.config import TrialConfig
+from contracts.config import TrialConfig, static_key
 from contracts.failures import write_failure
 from contracts.paths import RunPaths
 from contracts.shard import TrialResult, write_shard
 from grids.grid import load_grid
 from launch.environment import apply_task_environment
 from launch.manifest import git_state, package_versions
+from launch.progress import ProgressMeter
 
 TRACEBACK_LINES = 30
 LOCAL_JOB_ENV = "PCSWEEP_JOB_ID"  # set by the local executor: its job id for failure records
@@ -114,10 +119,14 @@ class PcsweepTask:
     _finished: list = field(default_factory=list, init=False, repr=False, compare=False)
     _failed: list = field(default_factory=list, init=False, repr=False, compare=False)
     _written: Path | None = field(default=None, init=False, repr=False, compare=False)
+    _pending: list = field(default_factory=list, init=False, repr=False, compare=False)  # not in a part yet
+    _parts: list = field(default_factory=list, init=False, repr=False, compare=False)  # part files written
+    _group_left: set = field(default_factory=set, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_finished=[], _failed=[], _written=None)  # results never travel in pickles
+        # results never travel in pickles
+        state.update(_finished=[], _failed=[], _written=None, _pending=[], _parts=[], _group_left=set())
         return state
 
     @property
@@ -127,7 +136,7 @@ class PcsweepTask:
     def __call__(self) -> dict[str, Any]:
         """Run the trials; returns a small summary. Raises TaskError if any trial raised."""
         paths = self.paths
-        self._finished, self._failed, self._written = [], [], None
+        self._finished, self._failed, self._written, self._pending, self._parts = [], [], None, [], []
         if not self.trial_ids:
             return self._summary(None)
         apply_task_environment(paths, None)
@@ -135,15 +144,29 @@ class PcsweepTask:
         from pc.trials import iter_trial_results  # lazy: imports jax, only ever inside a task
 
         n = len(configs)
-        for item in iter_trial_results(configs, progress=self.progress):
+        meter = ProgressMeter(paths, self.task_key, self.attempt, _job_id(),
+                              {c.trial_id: c.train.epochs for c in configs}, len({static_key(c) for c in configs}))
+
+        def on_group(trial_ids: tuple[str, ...]) -> None:
+            self._write_part(paths)  # anything left from the previous group (normally nothing)
+            self._group_left = set(trial_ids)
+            meter.group(trial_ids)
+
+        for item in iter_trial_results(configs, progress=self.progress, on_epoch=meter.epoch, on_group=on_group):
             if isinstance(item, TrialResult):
                 self._finished.append(item)
+                self._pending.append(item)
                 print(f"pcsweep: trial {item.trial_id} {item.status} in {item.wall_s:.1f} s "
                       f"({len(self._finished) + len(self._failed)}/{n})", flush=True)
             else:
                 self._failed.append(item.trial_id)
                 self._record_failure(paths, item)
+            meter.settled(item.trial_id, isinstance(item, TrialResult))
+            self._group_left.discard(item.trial_id)
+            if not self._group_left:
+                self._write_part(paths)  # the group is complete: keep it now
         shard = self._write_shard(paths)
+        meter.finish()
         failed = list(self.prior_failed) + self._failed
         if failed:
             raise TaskError(
@@ -157,16 +180,38 @@ class PcsweepTask:
         return {"task_key": self.task_key, "attempt": self.attempt, "shard": str(shard) if shard else None,
                 "done": len(self._finished), "failed": len(self._failed)}
 
+    def _attrs(self) -> dict[str, Any]:
+        sha, dirty = git_state()
+        return {"git_sha": sha, "git_dirty": dirty, "versions": package_versions(),
+                "attempt": self.attempt, "job_id": _job_id(), "device_kind": _device_kind(),
+                "image_digest": os.environ.get("PCSWEEP_IMAGE_DIGEST", "")}
+
+    def _write_part(self, paths: RunPaths) -> None:
+        """Write the trials finished since the last part to `<shard key>.g<k>.h5` (atomic, like any shard)."""
+        if not self._pending or self._written is not None:
+            return
+        key = shard_key(self.task_key, self.attempt)
+        _, path = _free_shard_path(paths, f"{key}.g{len(self._parts)}")
+        self._parts.append(write_shard(path, self._pending, grid=self.grid, task_key=key,
+                                       attrs={**self._attrs(), "part": len(self._parts)}))
+        for trial in self._pending:
+            paths.failed(trial.trial_id).unlink(missing_ok=True)
+        self._pending = []
+
     def _write_shard(self, paths: RunPaths) -> Path | None:
-        """Write the finished trials (once per attempt) and drop stale failure records of them."""
+        """The attempt's one shard of every finished trial (once per attempt): a single part is renamed,
+        several are merged; the parts are then removed. Drops stale failure records of these trials."""
         if self._written is not None or not self._finished:
             return self._written
-        sha, dirty = git_state()
         key, path = _free_shard_path(paths, shard_key(self.task_key, self.attempt))
-        attrs = {"git_sha": sha, "git_dirty": dirty, "versions": package_versions(),
-                 "attempt": self.attempt, "job_id": _job_id(), "device_kind": _device_kind(),
-                 "image_digest": os.environ.get("PCSWEEP_IMAGE_DIGEST", "")}
-        self._written = write_shard(path, self._finished, grid=self.grid, task_key=key, attrs=attrs)
+        if len(self._parts) == 1 and not self._pending:
+            os.replace(self._parts[0], path)  # the part already says task_key=key; only its name changes
+            self._written = path
+        else:
+            self._written = write_shard(path, self._finished, grid=self.grid, task_key=key, attrs=self._attrs())
+            for part in self._parts:
+                part.unlink(missing_ok=True)
+        self._parts, self._pending = [], []
         for trial in self._finished:
             paths.failed(trial.trial_id).unlink(missing_ok=True)
         return self._written
