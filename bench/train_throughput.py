@@ -16,7 +16,8 @@ trials per second; the candidate's compile is reported apart (it is paid once pe
 process, the baseline's once per trial). The FLOP fraction is the group program's matmul GFLOP/s
 (`pc.train.flops_per_trial_epoch`: the products XLA runs after merging repeated ones) over a plain
 jitted `jnp.dot` of 1024^3 on the same device. It also prints the rates of the two matmul layouts
-of a state step (see `pc.model.linear_t`).
+of a state step (see `pc.model.linear_t`) and, per case, the measured transposed-weight choice
+(`pc.transposed`; $PCSWEEP_TRANSPOSED_W overrides it).
 The last line printed is one JSON object.
 """
 
@@ -183,6 +184,7 @@ def run_case(name: str, cfg: TrialConfig, ds: Dataset, n_group: int, n_base: int
         f"{name}_compile_s": compile_s,
         f"{name}_gflops": gflops,
         f"{name}_max_accuracy_diff_vs_baseline": diff,
+        f"{name}_transposed_w": get_program(cfg, ds.d_in, ds.n_classes, n_group).transpose_choice.as_dict(),
     }
     log(f"{name}: group of {n_group}: {group_s:.1f} s ({group_rate:.3f} trials/s; first group incl. compile "
         f"{first_s:.1f} s); baseline {n_base} trial(s) one at a time: {base_s:.1f} s ({base_rate:.3f} trials/s); "

@@ -14,6 +14,10 @@ from collections.abc import Sequence
 DEFAULT_MEM_GB = 4.0  # CPU budget of one group's arrays; env PCSWEEP_GROUP_MEM_GB overrides
 MEM_ENV = "PCSWEEP_GROUP_MEM_GB"
 ACCELERATOR_FRACTION = 0.5  # of the device's memory, before what is already in use is subtracted
+MAX_GROUP_ENV = "PCSWEEP_MAX_GROUP"
+CPU_EXACT_MAX_GROUP = 32  # on CPU, groups of 2..32 give bit-identical trials; from 64 on, XLA vectorizes
+# over the trial axis and the metrics can differ by a few ulps (docs/pc.md, tests/pc/test_pc_memory.py)
+ACCELERATOR_MAX_GROUP = 4096
 
 
 def per_trial_bytes(dims: Sequence[int], batch_size: int, T: int, n_batches: int = 0) -> int:
@@ -56,4 +60,21 @@ def memory_budget() -> float:
     return max(0.0, DEFAULT_MEM_GB * 2**30 - live_bytes())
 
 
-__all__ = ["DEFAULT_MEM_GB", "MEM_ENV", "live_bytes", "memory_budget", "per_trial_bytes"]
+def max_group_size() -> int:
+    """The largest group: $PCSWEEP_MAX_GROUP, else 32 on CPU (bit-identical trials) and 4096 on accelerators.
+
+    Raises ValueError naming the variable when it is not an integer >= 1.
+    """
+    value = os.environ.get(MAX_GROUP_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"${MAX_GROUP_ENV}: got {value!r}; expected an integer >= 1 (e.g. 4096)")
+        return int(value)
+    import jax  # lazy, as above
+
+    return CPU_EXACT_MAX_GROUP if jax.devices()[0].platform == "cpu" else ACCELERATOR_MAX_GROUP
+
+
+__all__ = [
+    "DEFAULT_MEM_GB", "MAX_GROUP_ENV", "MEM_ENV", "live_bytes", "max_group_size", "memory_budget", "per_trial_bytes",
+]

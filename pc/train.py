@@ -43,9 +43,10 @@ from pc.transposed import TransposeChoice, choose, transposed_weights_pay
 
 # Group sizes a program is compiled for; a group is padded up to the next one (`chunk_sizes`). No 1:
 # XLA compiles a trial axis of size 1 differently (it drops it), which changes float rounding, while
-# every size >= 2 gives bit-identical trials on CPU (tested up to 4096). So a trial run alone is padded
-# to 2 and equals itself in any group. Up to 4096 so that a GPU gets enough work per kernel at small
-# shapes; the memory budget caps the size per shape (`group_sizes`).
+# on CPU every size from 2 to 32 gives bit-identical trials. So a trial run alone is padded to 2 and
+# equals itself in any group of up to 32. From 64 on, XLA's CPU code vectorizes over the trial axis and
+# the metrics can differ by a few ulps, so tasks on CPU stop at 32 (`pc.memory.max_group_size`); up to
+# 4096 on a GPU, which needs that much work per kernel at small shapes. The memory budget caps each shape.
 GROUP_SIZES = tuple(2**k for k in range(1, 13))  # 2 .. 4096
 PAD_ALWAYS = 128  # pad up to this size whatever the waste (fewer programs to compile)
 MAX_PAD_WASTE = 0.25  # above PAD_ALWAYS, pad only when at most this fraction of the program is padding
@@ -156,17 +157,44 @@ def train_on_batch(
         energies = jnp.stack([e, e])
     grads = [layer.nn.weight.get() for layer in g["model"].layers]
     w_grad_norm = jnp.stack([jnp.linalg.norm(gw) for gw in grads])  # before Optim.step
-    w_grad_var = jnp.stack([jnp.var(gw) for gw in grads])
+    w_grad_var = jnp.stack([_var(gw) for gw in grads])
     optim_w.step(model, g["model"])
     w_norm = jnp.stack([jnp.linalg.norm(layer.nn.weight.get()) for layer in model.layers])
     model.clear_params(pxc.VodeParam)  # keep the scan carry's structure fixed
     return {
         "energy": jnp.linalg.norm(energies, axis=1),
-        "energy_var": jnp.var(energies, axis=1),
+        "energy_var": _var(energies, axis=1),
         "w_norm": w_norm,
         "w_grad_norm": w_grad_norm,
         "w_grad_var": w_grad_var,
     }
+
+
+def _tree_sum(x: jax.Array, axis: int) -> jax.Array:
+    """Sum over `axis` as a fixed binary tree of elementwise adds (zero-padded to a power of two)."""
+    x = jnp.moveaxis(x, axis, 0)
+    size = 1 << (x.shape[0] - 1).bit_length()
+    if size != x.shape[0]:
+        x = jnp.concatenate([x, jnp.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
+    while x.shape[0] > 1:
+        half = x.shape[0] // 2
+        x = x[:half] + x[half:]
+    return x[0]
+
+
+def _var(x: jax.Array, axis: int | None = None) -> jax.Array:
+    """`jnp.var` (population variance, two passes), summed in an order XLA cannot change.
+
+    With `jnp.var`, XLA on CPU reduced in a different order for some trial-axis sizes (64-4096 against
+    2-32), changing the last bits of `w_grad_var`; elementwise adds in a fixed tree round the same in every
+    group size. (`energy` and `energy_var` can still differ by a few ulps there: the per-sample energies
+    they report are rounded differently where XLA vectorizes their fusion differently; docs/pc.md.)
+    """
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    n = x.shape[axis]
+    deviation = x - jnp.expand_dims(_tree_sum(x, axis) / n, axis)
+    return _tree_sum(deviation * deviation, axis) / n
 
 
 def _correct(x, y, *, model):
@@ -288,15 +316,17 @@ _PROGRAMS: dict[tuple, GroupProgram] = {}
 
 
 def group_sizes(
-    cfg: TrialConfig, d_in: int, n_classes: int, mem_budget_bytes: float, *, n_batches: int = 0
+    cfg: TrialConfig, d_in: int, n_classes: int, mem_budget_bytes: float, *, n_batches: int = 0,
+    max_size: int = GROUP_SIZES[-1],
 ) -> tuple[int, ...]:
-    """Padded sizes allowed for this shape: those whose estimated memory (`pc.memory`) fits the budget.
+    """Padded sizes allowed for this shape: those up to `max_size` whose estimated memory fits the budget.
 
     (1,) when not even two trials fit: then every trial of this shape runs alone, consistently.
     n_batches: training batches per epoch (the per-batch metrics the program returns), if known.
+    max_size: `pc.memory.max_group_size()` in a task (32 on CPU, where larger groups are not bit-identical).
     """
     per_trial = per_trial_bytes(dims_of(cfg, d_in, n_classes), cfg.data.batch_size, cfg.train.T, n_batches)
-    fits = [n for n in GROUP_SIZES if n * per_trial <= mem_budget_bytes]
+    fits = [n for n in GROUP_SIZES if n <= max_size and n * per_trial <= mem_budget_bytes]
     return tuple(fits) or (1,)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from contracts.config import ConfigError, TrialConfig, static_key, trial_id
 from contracts.shard import TrialResult, write_shard
-from pc.memory import memory_budget
+from pc.memory import max_group_size, memory_budget
 from pc.record import ProgramRun, RunRecord
 
 _ARRAYS_EB = ("energy", "energy_var", "w_norm", "w_grad_norm", "w_grad_var")  # [E, B, ...]
@@ -64,8 +64,9 @@ def iter_trial_results(
     """Train all trials, yielding each result as its group finishes; never raises for a trial.
 
     Trials with equal `contracts.config.static_key` train together, cut and padded to sizes in
-    `pc.train.GROUP_SIZES` (`pc.train.chunk_sizes`), capped by the memory budget (`pc.memory`:
-    $PCSWEEP_GROUP_MEM_GB, else 4 GiB on CPU or half a GPU, less the memory in use). Each group's
+    `pc.train.GROUP_SIZES` (`pc.train.chunk_sizes`) up to `pc.memory.max_group_size()` (32 on CPU,
+    4096 on a GPU, $PCSWEEP_MAX_GROUP), capped by the memory budget (`pc.memory`: $PCSWEEP_GROUP_MEM_GB,
+    else 4 GiB on CPU or half a GPU, less the memory in use). Each group's
     arrays are released when it ends. One line per group goes to stderr (program, size, compile and
     train seconds). A trial id given twice is trained and yielded once.
 
@@ -107,13 +108,15 @@ def iter_trial_results(
 def _run_group(group, data_dir, bar, on_epoch, record: RunRecord,
                on_group=None) -> Iterator[TrialResult | TrialFailure]:
     # jax and pcx load here, not at the top: `python -m pc --help` and the task's start stay fast
+    from pc import compile_cache
+
+    compile_cache.install()  # before pcx, whose import already compiles (its random key)
     import pcx as px
 
-    from pc import compile_cache, train
+    from pc import train
     from pc.data import load_data
     from pc.precision import jax_default_precision
 
-    compile_cache.install()
     record.jax_default_matmul_precision = jax_default_precision()
 
     try:
@@ -124,7 +127,8 @@ def _run_group(group, data_dir, bar, on_epoch, record: RunRecord,
             )
         ds = load_data(group[0].data, data_dir)
         data = _device_data(ds)
-        sizes = train.group_sizes(group[0], ds.d_in, ds.n_classes, memory_budget(), n_batches=ds.train_x.shape[0])
+        sizes = train.group_sizes(group[0], ds.d_in, ds.n_classes, memory_budget(),
+                                  n_batches=ds.train_x.shape[0], max_size=max_group_size())
     except Exception as e:  # noqa: BLE001 - every trial of the group fails with the same cause
         for cfg in group:
             yield _failure(cfg, e)

@@ -56,12 +56,12 @@ def reference_trial(cfg):
             recs = []
             for _ in range(T if kind == "pc" else 0):
                 recs.append(_energies(params, hs, x, y, act, kind))
-                g = jax.grad(lambda h: _energies(params, h, x, y, act, kind).sum())(hs)
+                g = jax.grad(lambda h, p=params, x=x, y=y: _energies(p, h, x, y, act, kind).sum())(hs)
                 hs = [h - t.h_lr * gh for h, gh in zip(hs, g)]
             recs.append(_energies(params, hs, x, y, act, kind))
             if kind == "bp":
                 recs.insert(0, recs[0])
-            gw = jax.grad(lambda p: _energies(p, hs, x, y, act, kind).sum(-1).mean())(params)
+            gw = jax.grad(lambda p, hs=hs, x=x, y=y: _energies(p, hs, x, y, act, kind).sum(-1).mean())(params)
             e = jnp.stack(recs)  # [T+1, bs, L]
             out["energy"].append(jnp.sqrt(jnp.sum(e**2, axis=1)))
             out["energy_var"].append(jnp.var(e, axis=1))
