@@ -1,9 +1,9 @@
 """The group program: many trials of one shape trained together, one compiled call per epoch.
 
-Per trial and mini-batch this is the paper's `train_on_batch` on pcx 0.6.3 (docs/pc.md):
+Per trial and mini-batch this is the paper's `train_on_batch` on pcx 0.6.3 (docs/paper-notes.md section 3):
 forward init (h <- u, output clamped to the label); T plain-SGD steps on the hidden states, each
-sample moving by gamma * dE_i/dh_i (energy = batch mean, state gradients scaled by B: trap (a));
-the state optimizer is built over the non-frozen Vode states only (trap (b)); then one weight step
+sample moving by gamma * dE_i/dh_i (energy = batch mean, state gradients scaled by B: docs/paper-notes.md trap (a));
+the state optimizer is built over the non-frozen Vode states only (docs/paper-notes.md trap (b)); then one weight step
 at the final states. The program is
 
     pxf.jit( pxf.vmap(over trials)( pxf.scan(over batches)(train_on_batch) ; test accuracy ) )
@@ -53,7 +53,7 @@ MAX_PAD_WASTE = 0.25  # above PAD_ALWAYS, pad only when at most this fraction of
 
 
 def _h_mask():
-    """Hidden states only: the frozen output state is excluded (pcx 0.6.3 trap (b)).
+    """Hidden states only: the frozen output state is excluded (docs/paper-notes.md trap (b)).
 
     A fresh mask per use: `M.to(...)` mutates the mask object it is called on.
     """

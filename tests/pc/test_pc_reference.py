@@ -1,9 +1,9 @@
-"""Oracle: the group program (pcx) against the algorithm of notes section 3 in plain JAX + optax.
+"""Oracle: the group program (pcx) against docs/paper-notes.md section 3 in plain JAX + optax.
 
 The reference below never touches pcx: closed-form energies, per-sample state gradients
 h_i <- h_i - gamma * dE_i/dh_i from jax.grad of the summed energies, weight gradients of the batch
 mean energy, the same optax optimizer, the same batch order and initial weights. It would catch
-pcx 0.6.3 trap (a) (gamma divided by B), trap (b) (states that never move), a wrong BP head, metrics
+docs/paper-notes.md trap (a) (gamma divided by B), trap (b) (states that never move), a wrong BP head, metrics
 taken after instead of before the optimizer step, and the t indexing of the energies.
 """
 
@@ -35,7 +35,7 @@ def _energies(params, hs, x, y, act, kind):
 
 
 def reference_trial(cfg):
-    """One trial of notes section 3 in plain JAX; returns the DESIGN.md section 5 arrays."""
+    """One trial of docs/paper-notes.md section 3 in plain JAX; returns the docs/design.md section 5 arrays."""
     ds = load_data(cfg.data)
     act, kind, T = ACTIVATIONS[cfg.model.activation], cfg.model.kind, cfg.train.T
     dims = (ds.d_in, cfg.model.width, cfg.model.width, ds.n_classes)
