@@ -1,31 +1,35 @@
 """`make mutation`: run mutmut 3 on the modules of `[tool.mutmut] only_mutate` and print a score per module.
 
-Usage: .venv/bin/python tests/mutation/run.py [--modules contracts.config,launch.status] [--max-children 1]
-       [--fail-under 85] [--diffs] [--report-only]
+Usage: .venv/bin/python tests/mutation/run.py [--modules launch.status,collect.tally] [--tests FILES]
+       [--max-children 1] [--fail-under 85] [--diffs] [--report-only]
 
-mutmut copies the packages into `mutants/`, runs the fast tier once to learn which tests reach which function,
-then runs, for each mutant, only those tests (`-x`, so the first failure kills it). Results are kept in
-`mutants/` and reused: a second run retries only mutants of functions that changed, unless `--modules` names
-them (then they are all rerun). The score of a module is (killed + timeout) / mutants; "no tests" (no fast test
-reaches the function) counts as a survivor. Exit 1 when mutmut fails, or a module scores under `--fail-under`.
+mutmut copies the packages into `mutants/`, runs the selected fast-tier tests once to learn which tests reach
+which function, then runs, for each mutant, only those tests (`-x`: the first failure kills it). Results are kept
+in `mutants/` and reused: a second run retries only mutants of functions that changed, unless `--modules` names
+them (then they are all rerun). `--tests` replaces the test selection of `[tool.mutmut]` (e.g. the few fast files
+CI runs): mutmut then runs in a copy of the repository under `build/mutation/`, so the full run's results in
+`mutants/` stay as they are. The score of a module is (killed + timeout) / mutants; "no tests" (no selected test
+reaches the function) counts as not killed. Exit 1 when mutmut fails or a module scores under `--fail-under`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-MUTANTS = REPO / "mutants"
 MUTMUT = Path(sys.executable).parent / "mutmut"
-LOG = MUTANTS / "make-mutation.log"
+COPY = REPO / "build" / "mutation"  # the repository copy that a run with --tests works in
+SELECTION = re.compile(r"^pytest_add_cli_args_test_selection = \[[^\]]*\]", re.MULTILINE)
 # mutmut's exit codes (mutmut/stats.py), folded into the few verdicts a score needs
 VERDICT = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
            0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", None: "not checked"}
@@ -52,9 +56,9 @@ class ModuleScore:
         return 100.0 * self.killed / self.total if self.total else 100.0
 
 
-def module_of(meta: Path) -> str:
+def module_of(meta: Path, mutants: Path) -> str:
     """`mutants/contracts/shard/reader.py.meta` -> `contracts.shard.reader` (a package's `__init__` -> the package)."""
-    parts = list(meta.relative_to(MUTANTS).with_suffix("").with_suffix("").parts)
+    parts = list(meta.relative_to(mutants).with_suffix("").with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -62,11 +66,11 @@ def selected(module: str, wanted: list[str]) -> bool:
     return not wanted or any(module == w or module.startswith(w + ".") for w in wanted)
 
 
-def scores(wanted: list[str]) -> list[ModuleScore]:
+def scores(mutants: Path, wanted: list[str]) -> list[ModuleScore]:
     """Per-module verdicts read from mutmut's `mutants/**/*.py.meta` files."""
     out = []
-    for meta in sorted(MUTANTS.rglob("*.py.meta")):
-        module = module_of(meta)
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        module = module_of(meta, mutants)
         if not selected(module, wanted):
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
@@ -96,48 +100,76 @@ def render(results: list[ModuleScore]) -> str:
     return "\n".join(lines)
 
 
-def run_mutmut(wanted: list[str], max_children: int) -> int:
-    """`mutmut run` from the repository root, its output in mutants/make-mutation.log (it draws spinners)."""
-    MUTANTS.mkdir(exist_ok=True)
-    shutil.copy2(Path(__file__).with_name("sitecustomize.py"), MUTANTS / "sitecustomize.py")
+def prepare_copy(tests: list[str]) -> Path:
+    """build/mutation/: the packages, tests and files mutmut copies, with `tests` as the test selection."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
+    missing = [t for t in tests if not (REPO / t).exists()]
+    if missing:
+        raise SystemExit(f"--tests: {missing[0]} does not exist (paths are relative to {REPO})")
+    COPY.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in [*config["source_paths"], *config.get("also_copy", []), "tests"]:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, COPY / name, ignore=ignore, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, COPY / name)
+    text = (REPO / "pyproject.toml").read_text()
+    if not SELECTION.search(text):
+        raise SystemExit("pyproject.toml [tool.mutmut] has no pytest_add_cli_args_test_selection line to replace")
+    (COPY / "pyproject.toml").write_text(SELECTION.sub(f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+                                                       text))
+    return COPY
+
+
+def run_mutmut(root: Path, wanted: list[str], max_children: int) -> int:
+    """`mutmut run` in `root`, its output in mutants/make-mutation.log (it draws spinners)."""
+    mutants = root / "mutants"
+    mutants.mkdir(exist_ok=True)
+    shutil.copy2(Path(__file__).with_name("sitecustomize.py"), mutants / "sitecustomize.py")
+    log_path = mutants / "make-mutation.log"
     cmd = [str(MUTMUT), "run", "--max-children", str(max_children), *[f"{m}.*" for m in wanted]]
-    print("$", " ".join(cmd), f"(output: {LOG.relative_to(REPO)})", flush=True)
-    with LOG.open("w") as log:
-        rc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+    print("$", " ".join(cmd), f"(in {root}; output: {log_path})", flush=True)
+    with log_path.open("w") as log:
+        rc = subprocess.run(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT).returncode
     if rc:
-        tail = LOG.read_text(errors="replace").splitlines()[-30:]
+        tail = log_path.read_text(errors="replace").splitlines()[-30:]
         print("\n".join(tail), file=sys.stderr)
-        print(f"mutmut run failed (exit {rc}); whole output in {LOG}", file=sys.stderr)
+        print(f"mutmut run failed (exit {rc}); whole output in {log_path}", file=sys.stderr)
     return rc
 
 
-def print_diffs(results: list[ModuleScore]) -> None:
+def print_diffs(root: Path, results: list[ModuleScore]) -> None:
     for s in results:
         for entry in s.survivors:
             name = entry.split(" ", 1)[0]
-            print(subprocess.run([str(MUTMUT), "show", name], cwd=REPO, capture_output=True, text=True).stdout)
+            print(subprocess.run([str(MUTMUT), "show", name], cwd=root, capture_output=True, text=True).stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modules", default="", help="comma-separated dotted modules or packages (default: all "
                         "of [tool.mutmut] only_mutate), e.g. launch.status,contracts.shard")
+    parser.add_argument("--tests", default="", help="comma-separated test files or folders replacing the "
+                        "[tool.mutmut] selection (runs in build/mutation/)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutants (2 shared cores: 1 or 2)")
     parser.add_argument("--fail-under", type=float, default=0.0, help="exit 1 if a module scores under this %%")
     parser.add_argument("--diffs", action="store_true", help="print the diff of every mutant not killed")
     parser.add_argument("--report-only", action="store_true", help="print the last results, run nothing")
     args = parser.parse_args(argv)
     wanted = [m.strip() for m in args.modules.split(",") if m.strip()]
+    tests = [t.strip() for t in args.tests.split(",") if t.strip()]
     t0 = time.monotonic()
-    if not args.report_only and run_mutmut(wanted, args.max_children):
+    root = COPY if tests and args.report_only else (prepare_copy(tests) if tests else REPO)
+    if not args.report_only and run_mutmut(root, wanted, args.max_children):
         return 1
-    results = scores(wanted)
+    results = scores(root / "mutants", wanted)
     if not results:
         print("no mutation results: run without --report-only, or check --modules", file=sys.stderr)
         return 1
     print(render(results))
     if args.diffs:
-        print_diffs(results)
+        print_diffs(root, results)
     if not args.report_only:
         print(f"\nmutation run took {time.monotonic() - t0:.0f} s")
     low = [s.module for s in results if s.percent < args.fail_under]
