@@ -20,6 +20,15 @@ keys (dotted; values are read as YAML by OmegaConf's dotlist parser, as `launch`
 0.1, 1e-3, null, true; key=value pairs may come before or after the options):
   {keys}
 
+environment:
+  PCSWEEP_DATA          folder with FashionMNIST/MNIST IDX files (after --data-dir)
+  PCSWEEP_GROUP_MEM_GB  memory budget of one group's arrays (default: half the accelerator, 4 GB on CPU)
+  PCSWEEP_MAX_GROUP     most trials in one compiled group (default 32 on CPU, where larger groups round
+                        differently by a few ulps; 4096 on a GPU)
+  PCSWEEP_TRANSPOSED_W  auto|on|off: multiply the state steps by transposed weight copies (auto: measured
+                        once per device and shape)
+  XLA_FLAGS             pc adds --xla_cpu_use_thunk_runtime=false unless the flag is already set
+
 examples:
   python -m pc model.width=64 train.epochs=8 --out runs/moons.h5
   python -m pc --out fm.h5 data.dataset=fashion_mnist data.batch_size=128 model.width=1024 \\
