@@ -27,16 +27,16 @@ import time
 from pathlib import Path
 
 # Run as a script from any folder: the repository root goes on sys.path before the imports below, which is
-# why they carry `noqa: E402` (module import not at the top).
+# why they come after it (ruff allows imports that follow a sys.path change).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
+import h5py
+import numpy as np
 
-import collect  # noqa: E402
-from contracts.config import TrialConfig, trial_id  # noqa: E402
-from contracts.paths import RunPaths  # noqa: E402
-from contracts.shard import ARRAY_NAMES, TrialResult, open_shard, write_shard  # noqa: E402
+import collect
+from contracts.config import TrialConfig, trial_id
+from contracts.paths import RunPaths
+from contracts.shard import ARRAY_NAMES, TrialResult, open_shard, write_shard
 
 GRID = "bench"
 

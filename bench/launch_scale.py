@@ -24,7 +24,7 @@ from pathlib import Path
 CODE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(CODE))
 
-from contracts.config import TrialConfig, static_key  # noqa: E402
+from contracts.config import TrialConfig, static_key  # noqa: E402 - after the sys.path line above
 from grids.grid import grid_from_mapping, load_grid  # noqa: E402
 from launch.cancel import cancel  # noqa: E402
 from launch.options import LaunchOptions  # noqa: E402

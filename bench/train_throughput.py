@@ -32,21 +32,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-import pcx.functional as pxf  # noqa: E402
-import pcx.nn as pxnn  # noqa: E402
-import pcx.predictive_coding as pxc  # noqa: E402
-import pcx.utils as pxu  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pcx.functional as pxf
+import pcx.nn as pxnn
+import pcx.predictive_coding as pxc
+import pcx.utils as pxu
 
-import pc.model  # noqa: E402,F401  (sets the XLA CPU runtime flag before jax starts)
-from contracts.config import TrialConfig  # noqa: E402
-from pc.data import Dataset, load_data  # noqa: E402
-from pc.model import build_model  # noqa: E402
-from pc.train import _energy, _forward, dims_of, flops_per_trial_epoch, get_program  # noqa: E402
-from pc.trials import batch_orders  # noqa: E402
+import pc  # noqa: F401 - importing pc sets the XLA CPU runtime flag before jax's backend starts
+from contracts.config import TrialConfig
+from pc.data import Dataset, load_data
+from pc.model import build_model
+from pc.train import _energy, _forward, dims_of, flops_per_trial_epoch, get_program
+from pc.trials import batch_orders
 
 
 # Baseline: the tutorial way ----------------------------------------------------------------------
@@ -212,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or (2 if args.quick else 8)
     fm_batches = args.fmnist_batches or (60 if args.quick else 200)
     clock = time.perf_counter if args.gpu else time.process_time
-    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
     device = jax.devices()[0]
     log(f"device {device.platform}:{device.device_kind}; clock {'wall' if args.gpu else 'CPU'} seconds; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; epochs {epochs}")

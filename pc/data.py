@@ -118,10 +118,11 @@ def _toy(cfg: DataConfig) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarr
 
     noise = cfg.noise if cfg.noise is not None else DEFAULT_NOISE[cfg.dataset]
     n = cfg.batch_size * (cfg.n_samples // cfg.batch_size)
-    if cfg.dataset == "two_moons":
-        make = lambda m, rs: make_moons(n_samples=m, noise=noise, random_state=rs)  # noqa: E731
-    else:
-        make = lambda m, rs: make_circles(n_samples=m, noise=noise, factor=0.8, random_state=rs)  # noqa: E731
+    def make(m: int, random_state: int):
+        if cfg.dataset == "two_moons":
+            return make_moons(n_samples=m, noise=noise, random_state=random_state)
+        return make_circles(n_samples=m, noise=noise, factor=0.8, random_state=random_state)
+
     return make(n, cfg.seed), make(n // 2, TEST_RANDOM_STATE)
 
 

@@ -142,7 +142,7 @@ def _run_group(group, data_dir, bar, on_epoch, record: RunRecord,
             on_group(tuple(c.trial_id for c in chunk))
         try:
             yield from _run_chunk(chunk, n, ds, data, bar, on_epoch, record)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - a failed chunk fails its trials, never the task
             # A pcx transform that raises leaves a tracer in the global key: restore it, and
             # forget the program whose objects saw the failed trace.
             px.RKG.key = rkg_state

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from pc_cases import ADAM_A, ADAM_B, BP_A, SGD_A, SGD_B, SGD_DIVERGE, SGD_SMALL_GAMMA
 
-import pc.model  # noqa: F401  (sets the XLA CPU runtime flag before any test imports pcx)
+import pc  # noqa: F401 - importing pc sets the XLA CPU runtime flag before any test starts jax
 
 
 def run(configs):

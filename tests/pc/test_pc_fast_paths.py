@@ -116,7 +116,9 @@ _DOT = re.compile(r"= \w+\[([\d,]*)\]\S* dot\(\w+\[([\d,]*)\]\S* %\S+, \w+\[[\d,
 
 def _dot_flops(hlo_text: str) -> int:
     """2 x output size x contracted size, summed over the dot instructions of an optimized HLO module."""
-    ints = lambda s: [int(d) for d in s.split(",") if d]  # noqa: E731
+    def ints(text: str) -> list[int]:
+        return [int(d) for d in text.split(",") if d]
+
     return sum(2 * int(np.prod(ints(out))) * int(np.prod([ints(lhs)[i] for i in ints(con)]))
                for out, lhs, con in _DOT.findall(hlo_text))
 

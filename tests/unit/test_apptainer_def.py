@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the pin readers live in test_pins.py, beside this file
-from test_pins import DEF_FILE, PYPROJECT, REPO, PinError, def_pins, def_recipe, post_commands, pyproject_pins  # noqa: E402
+from test_pins import DEF_FILE, PYPROJECT, REPO, PinError, def_pins, def_recipe, post_commands, pyproject_pins
 
 CODE_PATHS = {"pc", "launch", "collect", "plots", "scripts", "."}  # bound at run time, never copied in
 TEST_IMPORTS = {"jax", "pcx", "submitit", "h5py"}
