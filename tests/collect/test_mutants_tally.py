@@ -47,6 +47,14 @@ def test_without_a_grid_nothing_is_missing_or_unexpected(run):
     assert r.expected is None and r.complete == 2 and r.missing == [] and r.unexpected == 0 and r.is_clean
 
 
+def test_the_report_names_the_run_folder_and_its_outputs(run):
+    run.shard("s1", [synthetic_trial(1)])
+    r = collect.collect(GRID, run.root, progress=False)
+    assert (r.grid, r.folder, r.mode) == (GRID, str(run.paths.folder), "full")
+    assert (r.results, r.summary) == (str(run.paths.results), str(run.paths.summary))
+    assert 0 < r.wall_s < 600 and (r.new_shards, r.merged_trials) == (1, 1)
+
+
 def test_diverged_trials_are_complete_but_not_ok(run):
     ok, diverged = synthetic_trial(1), synthetic_trial(2, diverge_at=(1, 2), status="diverged")
     run.shard("s1", [ok, diverged])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -20,8 +21,10 @@ from contracts.paths import RunPaths
 from contracts.shard import TrialResult, write_shard
 from grids.grid import grid_from_mapping
 from launch.state import (
+    Accounting,
     LocalMarker,
     LocalProcess,
+    _zombie,
     done_trials,
     live_processes,
     local_job_id,
@@ -94,6 +97,7 @@ def test_a_marker_round_trips_and_a_malformed_one_names_nothing(tmp_path):
         assert read_local_marker(paths, "s1") == LocalMarker(None, {})
     local_marker(paths, "s1").write_text(json.dumps({"tasks": {"k": {"host": "h", "pid": 2, "start_time": "s"}}}))
     assert read_local_marker(paths, "s1") == LocalMarker(None, {"k": LocalProcess("h", 2, "s")})
+    assert read_local_marker(paths, "s1").processes() == [LocalProcess("h", 2, "s")]  # no launcher, no None
 
 
 def test_liveness_needs_host_pid_and_start_time(tmp_path):
@@ -101,6 +105,8 @@ def test_liveness_needs_host_pid_and_start_time(tmp_path):
     assert me.alive() is True
     assert LocalProcess(HOST, os.getpid(), "another start").alive() is False  # a reused pid
     assert LocalProcess(HOST, 1, me.start_time).alive() is False and LocalProcess(HOST, 0, "x").alive() is False
+    assert LocalProcess(HOST, 1, process_start_time(1)).alive() is False  # init: running, but never ours
+    assert _zombie(999_999_999) is False  # no /proc entry: not a zombie (alive() has said it is gone)
     assert LocalProcess("elsewhere-host", os.getpid(), me.start_time).alive() is None
     assert LocalProcess.of(999_999_999) is None
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -114,6 +120,22 @@ def test_liveness_needs_host_pid_and_start_time(tmp_path):
         assert LocalProcess(HOST, zombie.pid, start).alive() is False  # exited, not yet reaped
     finally:
         zombie.wait()
+
+
+def test_a_process_whose_name_holds_a_parenthesis_is_alive(tmp_path):
+    """/proc/<pid>/stat puts the name in parentheses and a name may hold ') Z (': the state is after the last ')'."""
+    odd = tmp_path / "x) Z (y"
+    odd.symlink_to(sys.executable)
+    proc = subprocess.Popen([str(odd), "-c", "import time; time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 30
+        while process_start_time(proc.pid) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "x) Z (y" in Path(f"/proc/{proc.pid}/stat").read_text()
+        assert LocalProcess.of(proc.pid).alive() is True
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_live_processes_believe_only_the_job_ids_launcher(tmp_path):
@@ -139,6 +161,8 @@ def test_log_tail_reads_the_last_non_empty_lines_from_the_end(tmp_path):
     assert log_tail(log, lines=2) == "second\nthird"
     log.write_bytes(b"a" * 50 + b"\nold\n" + b"b" * 10 + b"\nlast\xff\n")
     assert log_tail(log, lines=5, max_bytes=17) == "bbbbbbbbbb\nlast\ufffd"
+    log.write_text("a\n" + "b" * 19_999)  # 20,001 bytes: the default window (20,000) ends inside the newline
+    assert log_tail(log, lines=2) == "b" * 19_999
 
 
 def test_done_trials_take_complete_shards_only_and_name_bad_ones(tmp_path):
@@ -169,10 +193,17 @@ def test_scheduler_commands_missing_failing_or_hanging_mean_no_answer(tmp_path, 
     assert squeue("g") is None and sacct(["1"]) is None  # not installed
     assert sacct([]) == {}  # nothing asked: no command run
     _program(bin_dir, "squeue", "echo '1_0|RUNNING|None'; exit 1")
-    _program(bin_dir, "sacct", "sleep 30")
     assert squeue("g") is None
+    sleep = shutil.which("sleep", path=os.defpath)
+    for name in ("squeue", "sacct"):
+        _program(bin_dir, name, f"exec {sleep} 30")
     t0 = time.monotonic()
-    assert sacct(["1"], timeout_s=0.5) is None and time.monotonic() - t0 < 10
+    assert sacct(["1"], timeout_s=0.5) is None and squeue("g", timeout_s=0.5) is None
+    assert time.monotonic() - t0 < 20
+    _program(bin_dir, "sacct", "printf '7_0|TIMEOUT|0:0\\n7_1|CANCELLED by 1000|0:15\\n|FAILED|1:0\\n7_2||0:0\\n"
+                               "7_3|FAILED|\\n7_4|COMPLETED\\n'")
+    assert sacct(["7"]) == {"7_0": Accounting("7_0", "TIMEOUT", "0:0"), "7_1": Accounting("7_1", "CANCELLED", "0:15"),
+                            "7_2": Accounting("7_2", "", "0:0"), "7_3": Accounting("7_3", "FAILED", "")}
     _program(bin_dir, "squeue", "printf '1_0|RUNNING|None\\n 1_1|PENDING|Priority \\n\\n'")
     queue = squeue("g")
     assert sorted(queue) == ["1_0", "1_1"] and queue["1_1"].reason == "Priority" and not queue["1_1"].running

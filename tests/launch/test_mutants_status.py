@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +27,10 @@ from launch.compat import reconcile_grid
 from launch.manifest import write_manifest
 from launch.options import LaunchOptions
 from launch.prepare import SubmissionError, queued_trials, select_trials
+from launch.progress import TaskProgress, duration, progress_path
+from launch.reasons import explain
 from launch.state import LocalProcess, QueueEntry, write_local_marker
-from launch.status import ArrayStatus, Problem, StatusReport, render_status, status_report
+from launch.status import ArrayStatus, Problem, StatusReport, render_status, status_report, watch
 
 TINY = {
     "name": "tiny",
@@ -309,3 +314,87 @@ def test_render_status_text():
     assert render_status(lost_only).splitlines()[1:3] == ["1 trials in grid.yaml, 1 submitted",
                                                           "pending 0  running 0  done 0  lost 1"]
     assert render_status(lost_only).endswith("rerun lost trials: python -m launch <grid file> --root /r")
+
+
+def test_pending_reasons_per_array_and_the_stuck_ones_named(tiny, scheduler):
+    """squeue's %r per pending element: counted per array, most frequent first; a reason that never clears
+    (PartitionConfig) gets its hint in the report and the text."""
+    grid, paths = tiny
+    ids = grid.trial_ids
+    submit(paths, "s1", "31", {"k0": [ids[0]], "k1": [ids[1]], "k2": [ids[2]], "k3": [ids[3]]})
+    scheduler.answer("squeue", "31_0|PENDING|Priority\n31_1|PENDING|PartitionConfig\n31_2|PENDING|Priority\n"
+                               "31_3|RUNNING|None\n")
+    report = status_report("tiny", paths.root)
+    assert report.arrays[0].reasons == {"Priority": 2, "PartitionConfig": 1}
+    hint = explain("PartitionConfig").hint
+    assert report.stuck == {"PartitionConfig": hint}
+    text = render_status(report).splitlines()
+    at = text.index("pending reasons (squeue):")
+    assert text[at - 1:at + 2] == ["", "pending reasons (squeue):",
+                                   f"  array 31 pending: Priority 2; PartitionConfig 1 (STUCK: will not start by "
+                                   f"itself; {hint})"]
+    scheduler.answer("squeue", "31_0|PENDING|Priority\n31_1|PENDING|Resources\n31_2|PENDING|Resources\n")
+    report = status_report("tiny", paths.root)
+    assert report.arrays[0].reasons == {"Resources": 2, "Priority": 1} and report.stuck == {}
+    assert "  array 31 pending: Resources 2; Priority 1" in render_status(report).splitlines()
+
+
+def test_progress_of_running_tasks_is_listed_with_its_eta(tiny, scheduler):
+    grid, paths = tiny
+    ids = grid.trial_ids
+    submit(paths, "s1", "12", {"k0": [ids[0], ids[1]], "k1": [ids[2], ids[3]]})
+    scheduler.answer("squeue", "12_0|RUNNING|None\n12_1|RUNNING|None\n")
+    progress_path(paths, "k0").parent.mkdir(parents=True)
+    now = time.time()
+    running = TaskProgress("k0", 0, "12_0", trials=2, done=1, group=2, groups=2, group_trials=1, epoch=3, epochs=8,
+                           s_per_epoch=2.5, trial_epochs_total=16, trial_epochs_done=11, eta_s=12.5, updated=now)
+    progress_path(paths, "k0").write_text(json.dumps(asdict(running)))
+    progress_path(paths, "k1").write_text(json.dumps(asdict(running) | {"task_key": "k1", "finished": True}))
+    report = status_report("tiny", paths.root)
+    assert [p.task_key for p in report.progress] == ["k0"] and report.eta_s is not None and report.eta_s > 0
+    text = render_status(report).splitlines()
+    at = [i for i, line in enumerate(text) if line.startswith("running tasks")][0]
+    assert text[at - 1:at + 2] == [
+        "", f"running tasks (1 reporting); ETA of the queued trials ~{duration(report.eta_s)} from measured epoch "
+            "times:",
+        "  k0: group 2/2, epoch 3/8, 1 trials, 2.5 s/epoch, 1/2 done, task ETA 12 s"]
+    unmeasured = StatusReport(grid="g", root="/r", time="t", queue="squeue", accounting=True, grid_trials=None,
+                              submitted=2, not_submitted=None, counts=counts(running=2), arrays=[], problems=[],
+                              progress=[TaskProgress("b", 0, "1", trials=2), TaskProgress("a", 0, "1", trials=2)])
+    assert render_status(unmeasured).splitlines()[-3:] == [
+        "running tasks (2 reporting); ETA of the queued trials ~? from measured epoch times:",
+        "  a: group 0/0, epoch 0/0, 0 trials, ? s/epoch, 0/2 done, task ETA ?",
+        "  b: group 0/0, epoch 0/0, 0 trials, ? s/epoch, 0/2 done, task ETA ?"]
+    assert report.eta_s is not None
+    scheduler.answer("squeue", "")  # nothing runs: no ETA
+    assert status_report("tiny", paths.root).eta_s is None
+
+
+def test_watch_polls_until_nothing_is_queued_then_prints_the_status(tiny, capsys):
+    """A local launch still running (its marker names this process) settles while watched: 2 done, 1 failed,
+    1 lost; the bar counts all four as settled and its last postfix shows the final counts."""
+    grid, paths = tiny
+    ids = grid.trial_ids
+    job = f"local:{os.uname().nodename}:{os.getpid()}"
+    submit(paths, "s1", job, {"k0": [ids[0], ids[1]], "k1": [ids[2]], "k2": [ids[3]]}, executor="local")
+    marker = write_local_marker(paths, "s1", LocalProcess.of(os.getpid()))
+
+    def settle() -> None:
+        write_shard(paths.shard("k0"), [result(c) for c in grid.trials[:2]], grid="tiny", task_key="k0")
+        write_failure(paths, {"trial_id": ids[2], "error": "ValueError: boom"})
+        marker.unlink()
+
+    timer = threading.Timer(0.5, settle)
+    timer.start()
+    try:
+        watch("tiny", paths.root, interval_s=0.05)
+    finally:
+        timer.join()
+    out, err = capsys.readouterr()
+    # the last status, as render_status writes it (the first line holds the time of the poll)
+    assert out.splitlines()[1:] == render_status(status_report("tiny", paths.root)).splitlines()[1:]
+    assert "pending 0  running 0  done 2  failed 1  lost 1" in out
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("pcsweep-tiny: 100%|") and "| 4/4 trials [" in last
+    assert last.endswith(", done 2, running 0, pending 0, failed 1, lost 1, ETA ?]")
+    assert "running 4, pending 0" in err  # the first poll, while the launch ran
