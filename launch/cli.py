@@ -42,6 +42,7 @@ examples:
   python -m launch grids/demo.yaml --dry-run            # count, sample, plan and sbatch script; submits nothing
   python -m launch grids/demo.yaml --executor local --jobs 2 train.epochs=1   # overrides go anywhere
   python -m launch grids/demo.yaml train.epochs=1 --root /scratch/runs --executor local
+  python -m launch grids/demo.yaml --partition cpu --no-container --platform cpu train.epochs=1   # no GPU asked
   python -m launch grids/stability.yaml --partition gpu --time 120 --image pcsweep.sif
   python -m launch grids/propagation.yaml --partition gpu --max-parallel 64 --sbatch mail-type=END
   python -m launch grids/stability.yaml                 # again: submits only what is missing

@@ -1,8 +1,9 @@
 """Live progress of running tasks: a log line per group epoch and a small JSON per task, read by `status --watch`.
 
 A task tells its `ProgressMeter` when a group (one compiled program's trials) starts, after every epoch, and
-when trials settle. The meter prints `pcsweep: group k/n, epoch e/E, N trials, S s/epoch, task ETA ...` to the
-task's log and rewrites `slurm/progress/<task key>.json` atomically, so `status` can show an ETA measured
+when trials settle. For every group epoch it prints `pcsweep: group k/n, epoch e/E, N trials, S s/epoch, task
+ETA ...` to the task's log (at most one line a second when epochs are faster, but always a group's first and
+last epoch) and rewrites `slurm/progress/<task key>.json` atomically, so `status` can show an ETA measured
 from real epoch times while the task runs. No jax here: status reads these files on a login node.
 """
 
@@ -19,6 +20,7 @@ from contracts.atomic import write_json_atomic
 from contracts.paths import RunPaths
 
 MIN_WRITE_S = 1.0  # the progress file is rewritten at most this often (group starts and ends always)
+LOG_EVERY_S = 1.0  # epochs faster than this log one line a second (a group's first and last epoch always)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class ProgressMeter:
         self._mark = time.perf_counter()
         self._settled_epochs = 0
         self._written_at = 0.0
+        self._printed_at = 0.0
         self._write(force=True)
 
     def group(self, trial_ids: Sequence[str]) -> None:
@@ -137,9 +140,12 @@ class ProgressMeter:
         eta = left * seconds / max(1, n_trials)
         self.state = replace(s, epoch=epoch + 1, group_trials=n_trials, s_per_epoch=round(seconds, 3),
                              trial_epochs_done=done_epochs, eta_s=round(eta, 1))
-        print(f"pcsweep: group {s.group}/{s.groups}, epoch {epoch + 1}/{s.epochs}, {n_trials} trials, "
-              f"{seconds:.2f} s/epoch, task ETA {duration(eta)} ({s.done + s.failed}/{s.trials} trials settled)",
-              file=sys.stdout, flush=True)
+        now_s = time.monotonic()
+        if epoch == 0 or epoch + 1 >= s.epochs or now_s - self._printed_at >= LOG_EVERY_S:
+            self._printed_at = now_s
+            print(f"pcsweep: group {s.group}/{s.groups}, epoch {epoch + 1}/{s.epochs}, {n_trials} trials, "
+                  f"{seconds:.2f} s/epoch, task ETA {duration(eta)} ({s.done + s.failed}/{s.trials} trials "
+                  "settled)", file=sys.stdout, flush=True)
         self._write(force=epoch + 1 >= s.epochs)
 
     def settled(self, trial_id: str, ok: bool) -> None:

@@ -19,11 +19,14 @@ from test_launch_run import final_states, fresh_run, tiny_doc, wait_for
 
 from contracts.shard import open_shard
 from launch.manifest import read_manifests
+from launch.preflight import PreflightError
 from launch.state import squeue
 from launch.submit import SubmissionError, launch
 
 pytestmark = pytest.mark.slurm
-HEAVY_EPOCHS = 600  # 128 batches of 16 per epoch at width 12-16: ~25-60 ms per epoch on a busy 2-core CPU
+# 128 batches of 16 per epoch at width 12-16: ~10-60 ms per epoch on a 2-core CPU (10 ms since tasks run
+# XLA with the allocation's one thread instead of oversubscribing the node), so each heavy group trains 20 s+
+HEAVY_EPOCHS = 2000
 
 
 @pytest.fixture
@@ -111,8 +114,11 @@ def test_a_refused_sbatch_stores_nothing_and_the_next_launch_is_not_refused(run)
     """sbatch refuses an unknown partition: no grid.yaml, no manifest; a corrected launch (even of a grid
     that would conflict with the refused one's) then goes out."""
     grid = run.grid(tiny_doc(run.name, seeds=1))
-    with pytest.raises(SubmissionError, match="sbatch refused array 1 of 1"):
-        launch(grid, run.options(partition="no-such-partition"))
+    with pytest.raises(PreflightError, match="no-such-partition: .* no such partition"):
+        launch(grid, run.options(partition="no-such-partition"))  # the preflight refuses first ...
+    assert not run.paths.root.exists()
+    with pytest.raises(SubmissionError, match="sbatch refused array 1 of 1"):  # ... and sbatch without it
+        launch(grid, run.options(partition="no-such-partition", preflight=False))
     assert not run.paths.grid_yaml.exists()
     assert not list(run.paths.submissions_dir.glob("*.json")) if run.paths.submissions_dir.exists() else True
     assert not run.paths.lock.exists()
