@@ -44,6 +44,7 @@ class DryRun:
     conflict: str | None = None  # why `launch` would refuse this grid (it drops launched trials)
     preflight: dict[str, Any] | None = None  # the partition check (slurm only): launch.preflight.Preflight
     preflight_text: str = ""  # its one-line rendering
+    data_text: str = ""  # the image data check (launch.datacheck), one line, "" when no image dataset
 
 
 def _sample(grid: Grid, indices: Sequence[int]) -> list[dict[str, Any]]:
@@ -96,9 +97,11 @@ def describe(p: LaunchPlan, options: LaunchOptions) -> DryRun:
         python=p.python,
         environment=p.environment,
         parameters=p.parameters,
-        sbatch=render_sbatch(p.options or options, grid.name, p.paths, arrays[0]["tasks"]) if slurm and arrays else "",
+        sbatch=render_sbatch(p.options or options, grid.name, p.paths, arrays[0]["tasks"], python=p.python,
+                             parameters=p.parameters) if slurm and arrays else "",
         preflight=asdict(p.preflight) | {"refused": p.preflight.refused} if p.preflight else None,
         preflight_text=p.preflight.render() if p.preflight else "",
+        data_text=p.data.render(),
     )
 
 
@@ -149,6 +152,8 @@ def render_dry_run(d: DryRun) -> str:
     ]
     if d.preflight_text:
         lines.append(d.preflight_text)
+    if d.data_text:
+        lines.append(d.data_text)
     if d.sbatch:
         lines += ["", f"sbatch script of array 0 ({d.arrays[0]['tasks']} tasks), as submitit sends it:",
                   d.sbatch.rstrip()]

@@ -18,6 +18,7 @@ from contracts.failures import read_failures
 from contracts.paths import RunPaths
 from grids.grid import Grid
 from launch.compat import grid_conflict
+from launch.datacheck import DataCheck, check_data
 from launch.manifest import array_records
 from launch.options import DEFAULT_MAX_ARRAY_SIZE, LaunchOptions, OptionsError
 from launch.plan import FLOPS_PER_S, Plan, make_plan, read_max_array_size
@@ -56,6 +57,7 @@ class LaunchPlan:
     parameters: dict[str, Any] = field(default_factory=dict)  # submitit executor parameters (slurm only)
     preflight: Preflight | None = None  # the partition check (slurm only; launch.preflight)
     options: LaunchOptions | None = None  # the options with the preflight's defaults filled (--cpus)
+    data: DataCheck = field(default_factory=DataCheck)  # image data folders to bind (launch.datacheck)
 
     @property
     def trial_ids(self) -> tuple[str, ...]:
@@ -151,6 +153,7 @@ def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | 
     trials_per_task, task_minutes = options.task_sizing()
     limit = max_array_size or options.max_array_size or (read_max_array_size() if slurm else DEFAULT_MAX_ARRAY_SIZE)
     flops = FLOPS_PER_S[options.platform or ("cuda" if slurm else "cpu")]
+    data = check_data(grid.trials[i] for i in indices)
     plan = make_plan([grid.trials[i] for i in indices], grid=grid.name, trials_per_task=trials_per_task,
                      task_minutes=task_minutes, max_array_size=limit, flops_per_s=flops,
                      trial_ids=[grid.trial_ids[i] for i in indices])
@@ -158,7 +161,8 @@ def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | 
         grid=grid, paths=paths, executor=options.executor, indices=tuple(indices), skipped=skipped,
         conflict=None if options.force else grid_conflict(grid, paths),
         sizing=Sizing(trials_per_task, task_minutes, limit), plan=plan,
-        python=python_command(options, paths), environment=task_environment(options, paths),
-        parameters=executor_parameters(options, grid.name, paths) if slurm else {},
-        preflight=verdict if slurm else None, options=options,
+        python=python_command(options, paths, data.folders),
+        environment={**task_environment(options, paths), **data.environment()},
+        parameters=executor_parameters(options, grid.name, paths, data.environment()) if slurm else {},
+        preflight=verdict if slurm else None, options=options, data=data,
     )

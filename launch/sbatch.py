@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,12 @@ def task_environment(options: LaunchOptions, paths: RunPaths) -> dict[str, str]:
     return environment.task_environment(paths, environment.task_platform(options.executor, options.platform))
 
 
-def python_command(options: LaunchOptions, paths: RunPaths) -> str | None:
+def python_command(options: LaunchOptions, paths: RunPaths, data_folders: Sequence[str] = ()) -> str | None:
     """The shell words that start the task's python: `apptainer exec ... IMAGE python`, or None
     for the host python (submitit then uses the launching interpreter).
 
-    The run root and the code are bound into the container at the same paths. No `--cleanenv`:
+    The run root, the code and the image data folders (`launch.datacheck`) are bound into the container at
+    the same paths. No `--cleanenv`:
     submitit passes its job state through environment variables. `--nv` is left out with `--gpus 0`.
     """
     if not options.image or not options.container:
@@ -46,13 +48,16 @@ def python_command(options: LaunchOptions, paths: RunPaths) -> str | None:
     words = ["apptainer", "exec"]
     if options.gpu_count > 0:
         words.append("--nv")
-    words += ["--bind", f"{_abs(paths.root)},{CODE_ROOT}", _abs(options.image), "python"]
+    binds = [_abs(paths.root), str(CODE_ROOT), *data_folders]
+    words += ["--bind", ",".join(dict.fromkeys(binds)), _abs(options.image), "python"]
     return shlex.join(words)
 
 
-def setup_lines(options: LaunchOptions, paths: RunPaths) -> list[str]:
-    """sbatch lines run before the task: the task environment and the code on PYTHONPATH."""
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in task_environment(options, paths).items()]
+def setup_lines(options: LaunchOptions, paths: RunPaths, extra_env: Mapping[str, str] | None = None) -> list[str]:
+    """sbatch lines run before the task: the task environment (plus `extra_env`, e.g. the data folder of
+    `launch.datacheck`) and the code on PYTHONPATH."""
+    env = {**task_environment(options, paths), **(extra_env or {})}
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     lines.append(f"export PYTHONPATH={shlex.quote(str(CODE_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}")
     return lines
 
@@ -62,7 +67,8 @@ def _mem(mem_gb: float) -> str:
     return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
 
 
-def executor_parameters(options: LaunchOptions, grid: str, paths: RunPaths) -> dict[str, Any]:
+def executor_parameters(options: LaunchOptions, grid: str, paths: RunPaths,
+                        extra_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Keyword arguments for `submitit.SlurmExecutor.update_parameters`.
 
     The job name is `pcsweep-<grid>`, so `squeue --me -n pcsweep-<grid>` lists a grid's jobs;
@@ -73,7 +79,7 @@ def executor_parameters(options: LaunchOptions, grid: str, paths: RunPaths) -> d
         "time": options.time_min,
         "signal_delay_s": options.signal_delay_s,
         "cpus_per_task": options.cpu_count,
-        "setup": setup_lines(options, paths),
+        "setup": setup_lines(options, paths, extra_env),
     }
     if options.partition:
         params["partition"] = options.partition
@@ -91,22 +97,25 @@ def executor_parameters(options: LaunchOptions, grid: str, paths: RunPaths) -> d
     return params
 
 
-def submit_command(options: LaunchOptions, paths: RunPaths) -> str:
-    """The command line submitit puts in the sbatch script for our python (see `python_command`)."""
-    python = python_command(options, paths) or shlex.quote(sys.executable)
+def submit_command(options: LaunchOptions, paths: RunPaths, python: str | None = None) -> str:
+    """The command line submitit puts in the sbatch script for our python (`python`, the plan's command,
+    else `python_command`, else this interpreter)."""
+    python = python or python_command(options, paths) or shlex.quote(sys.executable)
     return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(submitit_folder(paths)))])
 
 
-def render_sbatch(options: LaunchOptions, grid: str, paths: RunPaths, n_tasks: int) -> str:
+def render_sbatch(options: LaunchOptions, grid: str, paths: RunPaths, n_tasks: int, *, python: str | None = None,
+                  parameters: Mapping[str, Any] | None = None) -> str:
     """The sbatch script submitit would send for an array of `n_tasks` tasks (one job if 1).
 
-    Uses submitit's own `_make_sbatch_string`, so the text is what `launch` submits.
+    Uses submitit's own `_make_sbatch_string`, so the text is what `launch` submits; `python` and
+    `parameters` are a LaunchPlan's (computed from `options` when not given).
     """
     from submitit.slurm.slurm import _make_sbatch_string  # lazy: submitit is only needed to render or submit
 
     return _make_sbatch_string(
-        command=submit_command(options, paths),
+        command=submit_command(options, paths, python),
         folder=submitit_folder(paths),
         map_count=n_tasks if n_tasks > 1 else None,
-        **executor_parameters(options, grid, paths),
+        **(parameters if parameters is not None else executor_parameters(options, grid, paths)),
     )

@@ -24,7 +24,7 @@ from launch.environment import apply_task_environment
 from launch.local import run_debug, run_local
 from launch.manifest import array_entry, git_state, new_stamp, package_versions, write_manifest
 from launch.options import LaunchOptions
-from launch.preflight import preflight, require_fit
+from launch.preflight import PreflightError, preflight, require_fit
 from launch.prepare import LaunchPlan, SubmissionError, only_indices, prepare_launch, run_paths
 from launch.state import LocalProcess, local_job_id, local_marker, write_local_marker
 from launch.task import PcsweepTask
@@ -93,8 +93,9 @@ def _options_json(options: LaunchOptions) -> dict[str, Any]:
             for k, v in asdict(options).items()}
 
 
-def _manifest(p: LaunchPlan, options: LaunchOptions, stamp: str, tasks: Sequence[PcsweepTask]) -> dict[str, Any]:
-    sha, dirty = git_state()
+def _manifest(p: LaunchPlan, options: LaunchOptions, stamp: str, tasks: Sequence[PcsweepTask],
+              git: tuple[str, bool]) -> dict[str, Any]:
+    sha, dirty = git
     return {
         "grid": p.grid.name, "stamp": stamp, "executor": p.executor,
         "tasks": {t.task_key: list(t.trial_ids) for t in tasks}, "arrays": [],
@@ -134,15 +135,19 @@ def launch(grid: Grid, options: LaunchOptions) -> Submission:
         p = prepare_launch(grid, options, verdict=verdict)
         if p.conflict:
             raise GridConflictError(p.conflict)
+        if p.executor == "slurm" and options.preflight and p.data.missing:
+            raise PreflightError(f"{p.data.missing[0]} (a SLURM launch checks this before submitting; "
+                                 "--no-preflight submits anyway)")
         base = dict(grid=grid.name, root=str(p.paths.root), executor=p.executor, grid_trials=len(grid.trial_ids),
                     skipped=p.skipped)
         if not p.indices:
             return Submission(stamp=None, manifest=None, trials=0, tasks=0, **base)
         stamp = new_stamp(p.paths)
-        tasks = [PcsweepTask(str(p.paths.root), grid.name, f"{stamp}-{t.task_key}", t.trial_ids)
+        git = git_state()  # here, where the checkout is: the image has no git, so tasks are told
+        tasks = [PcsweepTask(str(p.paths.root), grid.name, f"{stamp}-{t.task_key}", t.trial_ids, git=git)
                  for t in p.plan.tasks]
         arrays = [tuple(tasks[i] for i in idx) for idx in p.plan.arrays]
-        manifest = _manifest(p, options, stamp, tasks)
+        manifest = _manifest(p, options, stamp, tasks, git)
         with _kept_only_if_sent(p, manifest):
             if p.executor == "slurm":
                 submitted = _submit_slurm(arrays, p, manifest)

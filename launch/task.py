@@ -107,6 +107,7 @@ class PcsweepTask:
         attempt: 0 for the first run; +1 for each checkpoint requeue.
         prior_failed: trials that raised in earlier attempts, so the last attempt still exits non-zero.
         progress: show pc's per-trial progress (debug runs).
+        git: (sha, dirty) of the checkout, from the launcher (the image has no git); None asks git here.
     """
 
     root: str
@@ -116,17 +117,20 @@ class PcsweepTask:
     attempt: int = 0
     prior_failed: tuple[str, ...] = ()
     progress: bool = False
+    git: tuple[str, bool] | None = None
     _finished: list = field(default_factory=list, init=False, repr=False, compare=False)
     _failed: list = field(default_factory=list, init=False, repr=False, compare=False)
     _written: Path | None = field(default=None, init=False, repr=False, compare=False)
     _pending: list = field(default_factory=list, init=False, repr=False, compare=False)  # not in a part yet
     _parts: list = field(default_factory=list, init=False, repr=False, compare=False)  # part files written
     _group_left: set = field(default_factory=set, init=False, repr=False, compare=False)
+    _record: Any = field(default=None, init=False, repr=False, compare=False)  # pc.record.RunRecord while running
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         # results never travel in pickles
-        state.update(_finished=[], _failed=[], _written=None, _pending=[], _parts=[], _group_left=set())
+        state.update(_finished=[], _failed=[], _written=None, _pending=[], _parts=[], _group_left=set(),
+                     _record=None)
         return state
 
     @property
@@ -141,6 +145,7 @@ class PcsweepTask:
             return self._summary(None)
         apply_task_environment(paths, None)
         configs = load_configs(paths, tuple(self.trial_ids))
+        from pc.record import RunRecord  # lazy, with pc.trials: pc is only ever imported inside a task
         from pc.trials import iter_trial_results  # lazy: imports jax, only ever inside a task
 
         n = len(configs)
@@ -152,7 +157,9 @@ class PcsweepTask:
             self._group_left = set(trial_ids)
             meter.group(trial_ids)
 
-        for item in iter_trial_results(configs, progress=self.progress, on_epoch=meter.epoch, on_group=on_group):
+        self._record = RunRecord()
+        for item in iter_trial_results(configs, progress=self.progress, on_epoch=meter.epoch, on_group=on_group,
+                                       record=self._record):
             if isinstance(item, TrialResult):
                 self._finished.append(item)
                 self._pending.append(item)
@@ -181,8 +188,11 @@ class PcsweepTask:
                 "done": len(self._finished), "failed": len(self._failed)}
 
     def _attrs(self) -> dict[str, Any]:
-        sha, dirty = git_state()
-        return {"git_sha": sha, "git_dirty": dirty, "versions": package_versions(),
+        """Shard attributes: provenance, and what pc recorded while training (precision, compile seconds,
+        transposed-weight choices; `pc.record.RunRecord`)."""
+        sha, dirty = self.git or git_state()
+        record = self._record.attributes() if self._record is not None else {}
+        return {**record, "git_sha": sha, "git_dirty": dirty, "versions": package_versions(),
                 "attempt": self.attempt, "job_id": _job_id(), "device_kind": _device_kind(),
                 "image_digest": os.environ.get("PCSWEEP_IMAGE_DIGEST", "")}
 
@@ -247,7 +257,7 @@ class PcsweepTask:
               f"{len(self._finished)} finished, {len(rest)} requeued", flush=True)
         return submitit.helpers.DelayedSubmission(PcsweepTask(
             self.root, self.grid, self.task_key, rest, self.attempt + 1,
-            prior_failed=tuple(self.prior_failed) + tuple(self._failed), progress=self.progress))
+            prior_failed=tuple(self.prior_failed) + tuple(self._failed), progress=self.progress, git=self.git))
 
 
 def _device_kind() -> str:

@@ -27,28 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from contracts.config import DataConfig
+from contracts.datafiles import IDX_FILES, DataError, find_data_dir, idx_path
 
-DATA_ENV = "PCSWEEP_DATA"
 N_CLASSES = {"two_moons": 2, "two_circles": 2, "fashion_mnist": 10, "mnist": 10}
 # Pixel mean and std after /255 (the paper's constants).
 NORMALISATION = {"fashion_mnist": (0.28604, 0.35302), "mnist": (0.1307, 0.3081)}
-# Where Debian's dataset packages put the files (`apt-get install dataset-fashion-mnist`).
-SYSTEM_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist", "mnist": "/usr/share/datasets/mnist"}
-SUBDIRS = {"fashion_mnist": ("fashion-mnist", "fashion_mnist", "FashionMNIST"), "mnist": ("mnist", "MNIST")}
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 SOURCES = {
     "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
 }
 DEFAULT_NOISE = {"two_moons": 0.2, "two_circles": 0.02}
 TEST_RANDOM_STATE = 0  # the paper's test sets for moons/circles
-
-
-class DataError(RuntimeError):
-    """Missing or malformed data files; the message says where it looked and how to get them."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +72,7 @@ def load_data(cfg: DataConfig, data_dir: str | os.PathLike | None = None) -> Dat
     Raises:
         DataError: image files missing or malformed, or n_classes below the dataset's classes.
     """
-    resolved = None if cfg.dataset in DEFAULT_NOISE else str(_find_dir(cfg.dataset, data_dir))
+    resolved = None if cfg.dataset in DEFAULT_NOISE else str(find_data_dir(cfg.dataset, data_dir))
     return _load_cached(cfg, resolved)
 
 
@@ -126,32 +115,6 @@ def _toy(cfg: DataConfig) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarr
     return make(n, cfg.seed), make(n // 2, TEST_RANDOM_STATE)
 
 
-def _find_dir(dataset: str, data_dir: str | os.PathLike | None) -> Path:
-    candidates: list[Path] = []
-    for base in (data_dir, os.environ.get(DATA_ENV) or None, SYSTEM_DIRS[dataset]):
-        if base is None:
-            continue
-        base = Path(base)
-        candidates += [base] + [base / sub for sub in SUBDIRS[dataset]]
-    for folder in candidates:
-        if all(_idx_path(folder, name) is not None for pair in IDX_FILES.values() for name in pair):
-            return folder
-    names = ", ".join(n for pair in IDX_FILES.values() for n in pair)
-    raise DataError(
-        f"{dataset}: IDX files ({names}, .gz or raw) not found; looked in "
-        f"{', '.join(str(c) for c in candidates)}. Get them with `apt-get install dataset-fashion-mnist` "
-        f"(Debian, fashion_mnist), or `python -m pc.data fetch {dataset} --to DIR` and pass "
-        f"--data-dir DIR or set {DATA_ENV}=DIR."
-    )
-
-
-def _idx_path(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (.gz or raw) into a uint8 array; raise DataError if malformed."""
     path = Path(path)
@@ -176,7 +139,7 @@ def _images(cfg: DataConfig, folder: Path):
     mean, std = NORMALISATION[cfg.dataset]
     out = []
     for img_name, lbl_name in IDX_FILES.values():
-        img_path, lbl_path = _idx_path(folder, img_name), _idx_path(folder, lbl_name)
+        img_path, lbl_path = idx_path(folder, img_name), idx_path(folder, lbl_name)
         images, labels = read_idx(img_path), read_idx(lbl_path)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise DataError(

@@ -41,7 +41,8 @@ def test_raising_trial_leaves_failed_record_and_slurm_sees_failed(run, tmp_path,
     doc = tiny_doc(run.name, seeds=1)
     doc["defaults"]["data"] = {"dataset": "mnist", "batch_size": 16}
     grid = run.grid(doc)
-    sub = launch(grid, run.options())
+    # the launch-time data check refuses this grid (next test); --no-preflight submits it to fail on the node
+    sub = launch(grid, run.options(preflight=False))
     (trial,) = grid.trial_ids
     job = sub.arrays[0].job_id  # one task: submitit sends a plain job, not an array
     report = run.wait_status(lambda r: r.counts["failed"] == 1 and r.active == 0, 180, "the failure record")
@@ -53,9 +54,20 @@ def test_raising_trial_leaves_failed_record_and_slurm_sees_failed(run, tmp_path,
     (problem,) = run.status().problems
     assert problem.state == "failed" and "FAILED" in problem.reason and "DataError" in problem.reason
     assert not list(run.paths.shards_dir.glob("*.h5")) if run.paths.shards_dir.exists() else True
-    again = launch(grid, run.options())
+    again = launch(grid, run.options(preflight=False))
     assert again.trials == 0 and again.skipped["failed"] == 1
     assert report.counts["done"] == 0
+
+
+def test_missing_image_data_is_refused_before_anything_is_submitted(run, tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PCSWEEP_DATA", str(tmp_path / "empty"))
+    doc = tiny_doc(run.name, seeds=1)
+    doc["defaults"]["data"] = {"dataset": "mnist", "batch_size": 16}
+    with pytest.raises(PreflightError, match=r"mnist: IDX files .* not found.*--no-preflight"):
+        launch(run.grid(doc), run.options())
+    assert not run.paths.submissions_dir.exists() or not any(run.paths.submissions_dir.iterdir())
+    assert not run.paths.slurm_dir.exists() and not run.paths.grid_yaml.exists()
 
 
 def _elapsed_s(job: str) -> int:
