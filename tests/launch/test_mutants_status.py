@@ -172,6 +172,10 @@ def test_sacct_names_why_a_task_was_lost_and_never_a_completed_state(tiny, sched
         "k2": ("77_2", "lost", 1, "sacct has no record, no failure record, empty or missing log"),
         "k3": ("77_3", "lost", 1, "sacct has no record, no failure record, empty or missing log"),
     }
+    # sacct may still say PENDING or RUNNING for an element squeue no longer lists: that is no reason either
+    scheduler.answer("sacct", "77_2|RUNNING|0:0\n77_3|PENDING|0:0\n")
+    assert {p.reason for p in status_report("tiny", paths.root).problems if p.task_key in ("k2", "k3")} == {
+        "sacct has no record, no failure record, empty or missing log"}
 
 
 def test_reasons_from_failure_records_shards_and_logs(tiny, scheduler):
@@ -186,6 +190,7 @@ def test_reasons_from_failure_records_shards_and_logs(tiny, scheduler):
     write_failure(paths, {"trial_id": ids[1], "error": "DataError: no mnist"})
     paths.shards_dir.mkdir(parents=True)
     paths.shard("k2.a0").write_bytes(b"not hdf5")
+    paths.shard("k2.a1").write_bytes(b"not hdf5 either")  # only the first invalid shard is named
     paths.slurm_dir.mkdir(parents=True)
     (paths.slurm_dir / "55_3_0_log.out").write_text("started\nslurmstepd: CANCELLED DUE TO TIME LIMIT\n\n")
     report = status_report("tiny", paths.root)
@@ -194,7 +199,10 @@ def test_reasons_from_failure_records_shards_and_logs(tiny, scheduler):
     assert reasons["k0"] == ("failed", f"{ids[0]}: KeyError: 'lr'")
     assert reasons["k1"] == ("failed", f"{ids[1]}: DataError: no mnist")
     assert reasons["k2"][0] == "lost" and reasons["k2"][1].startswith(f"invalid shard: {paths.shard('k2.a0')}")
+    assert reasons["k2"][1].count("invalid shard") == 1
     assert reasons["k3"] == ("lost", "55_3_0_log.out: slurmstepd: CANCELLED DUE TO TIME LIMIT")
+    paths.failed(ids[1]).write_text(json.dumps({"trial_id": ids[1]}))  # a record without error or traceback
+    assert status_report("tiny", paths.root).problems[1].reason == f"{ids[1]}:"
     (paths.slurm_dir / "55_3_0_log.err").write_text("MemoryError\n")
     assert status_report("tiny", paths.root).problems[-1].reason == "55_3_0_log.err: MemoryError"
     (paths.slurm_dir / "55_3_0_log.err").unlink()
