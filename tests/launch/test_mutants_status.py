@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import threading
 import time
@@ -406,3 +407,49 @@ def test_watch_polls_until_nothing_is_queued_then_prints_the_status(tiny, capsys
     assert last.startswith("pcsweep-tiny: 100%|") and "| 4/4 trials [" in last
     assert last.endswith(", done 2, running 0, pending 0, failed 1, lost 1, ETA ?]")
     assert "running 4, pending 0" in err  # the first poll, while the launch ran
+
+
+def test_grid_trials_are_read_again_only_when_grid_yaml_changes(tiny):
+    """`status --watch` re-expands grid.yaml only when its mtime changes; one that no longer expands counts None."""
+    grid, paths = tiny
+    submit(paths, "s1", f"local:{os.uname().nodename}:999999999", {"k1": [grid.trial_ids[0]]}, executor="local")
+    assert status_report("tiny", paths.root).grid_trials == 4
+    stat_before = paths.grid_yaml.stat()
+    five = paths.grid_yaml.read_text().replace("seed: [0, 1, 2, 3]", "seed: [0, 1, 2, 3, 4]")
+    assert five != paths.grid_yaml.read_text()
+    paths.grid_yaml.write_text(five)
+    os.utime(paths.grid_yaml, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))  # same mtime: the cache holds
+    assert status_report("tiny", paths.root).grid_trials == 4
+    os.utime(paths.grid_yaml, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns + 10**9))
+    assert status_report("tiny", paths.root).grid_trials == 5
+    paths.grid_yaml.write_text("name: tiny\nsweep: 3\n")
+    os.utime(paths.grid_yaml, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns + 2 * 10**9))
+    report = status_report("tiny", paths.root)
+    assert report.grid_trials is None and report.not_submitted is None
+    paths.grid_yaml.unlink()
+    assert status_report("tiny", paths.root).grid_trials is None
+
+
+def test_debug_launches_and_launches_on_another_host(tiny, scheduler):
+    """A debug launch is checked through its marker as a local one; a launch on another host cannot be checked
+    (unknown, not lost); without SLURM arrays squeue is never asked."""
+    grid, paths = tiny
+    ids = grid.trial_ids
+    submit(paths, "s1", f"local:{os.uname().nodename}:{os.getpid()}", {"k1": [ids[0]]}, executor="debug")
+    write_local_marker(paths, "s1", LocalProcess.of(os.getpid()))
+    submit(paths, "s2", "local:elsewhere-host:5", {"k2": [ids[1], ids[2]]}, executor="local")
+    write_local_marker(paths, "s2", LocalProcess("elsewhere-host", 5, "t"))
+    report = status_report("tiny", paths.root)
+    assert report.counts == counts(running=1, unknown=2) and report.queue == "none"
+    assert scheduler.args("squeue") is None and scheduler.args("sacct") is None
+
+
+def test_status_waits_for_a_hanging_squeue_only_as_long_as_asked(tiny, scheduler):
+    grid, paths = tiny
+    submit(paths, "s1", "9", {"k1": list(grid.trial_ids)})
+    scheduler.answer("squeue", "")
+    (scheduler.folder / "squeue").write_text(f"#!/bin/sh\nexec {shutil.which('sleep', path=os.defpath)} 30\n")
+    t0 = time.monotonic()
+    report = status_report("tiny", paths.root, queue_timeout_s=0.5)
+    assert report.queue == "unavailable" and report.counts == counts(unknown=4)
+    assert time.monotonic() - t0 < 10
