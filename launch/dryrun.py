@@ -45,6 +45,10 @@ class DryRun:
     preflight: dict[str, Any] | None = None  # the partition check (slurm only): launch.preflight.Preflight
     preflight_text: str = ""  # its one-line rendering
     data_text: str = ""  # the image data check (launch.datacheck), one line, "" when no image dataset
+    platform: str = ""  # what tasks run on: cuda | cpu
+    device_hours: float = 0.0  # projected device-hours: task-hours x GPUs per task (cuda), task-hours (cpu)
+    estimate: dict[str, Any] = field(default_factory=dict)  # source (calibration | flop), file, date, flop_groups
+    programs: list[dict[str, Any]] = field(default_factory=list)  # per shape: trials, trial_s, compile_s
 
 
 def _sample(grid: Grid, indices: Sequence[int]) -> list[dict[str, Any]]:
@@ -78,6 +82,9 @@ def describe(p: LaunchPlan, options: LaunchOptions) -> DryRun:
         for a, ix in enumerate(plan.arrays)
     ]
     slurm = p.executor == "slurm"
+    opts = p.options or options
+    platform = opts.platform or ("cuda" if slurm else "cpu")
+    est_hours = round(sum(t.est_s for t in plan.tasks) / 3600, 2)
     return DryRun(
         grid=grid.name,
         source=str(grid.path) if grid.path else None,
@@ -92,7 +99,7 @@ def describe(p: LaunchPlan, options: LaunchOptions) -> DryRun:
         conflict=p.conflict,
         executor=p.executor,
         sizing=asdict(p.sizing),
-        est_hours=round(sum(t.est_s for t in plan.tasks) / 3600, 2),
+        est_hours=est_hours,
         max_task_minutes=round(max((t.est_s for t in plan.tasks), default=0.0) / 60, 1),
         python=p.python,
         environment=p.environment,
@@ -102,6 +109,11 @@ def describe(p: LaunchPlan, options: LaunchOptions) -> DryRun:
         preflight=asdict(p.preflight) | {"refused": p.preflight.refused} if p.preflight else None,
         preflight_text=p.preflight.render() if p.preflight else "",
         data_text=p.data.render(),
+        platform=platform,
+        device_hours=round(est_hours * (max(1, opts.gpu_count) if platform == "cuda" else 1), 2),
+        estimate={"source": plan.estimate, "file": plan.calibration, "date": plan.calibration_date,
+                  "flop_groups": plan.flop_groups},
+        programs=[asdict(c) for c in plan.programs],
     )
 
 
@@ -121,6 +133,29 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     cells = [[str(k) for k in keys]] + [[str(r[k]) for k in keys] for r in rows]
     widths = [max(len(c[j]) for c in cells) for j in range(len(keys))]
     return ["  " + "  ".join(c[j].ljust(widths[j]) for j in range(len(keys))).rstrip() for c in cells]
+
+
+def _estimate_line(d: DryRun) -> str:
+    """Which cost model sized the tasks, and the projected device-hours of the plan."""
+    e = d.estimate
+    if e.get("source") == "calibration":
+        line = f"estimate: calibration {e['file']}, {e['date']}"
+        if e.get("flop_groups"):
+            line += f" ({e['flop_groups']} groups it has no comparable shape for: FLOP model)"
+    else:
+        line = "estimate: FLOP model (no calibration; run python -m pc.calibrate)"
+    return f"{line}; projected {d.device_hours:,} {d.platform} device-hours"
+
+
+def _compile_table(d: DryRun) -> list[str]:
+    """With a calibration: per shape, the programs, the estimate per trial and the compile per program."""
+    if d.estimate.get("source") != "calibration":
+        return []
+    rows = [{"dataset": c["dataset"], "kind": c["kind"], "width": c["width"], "programs": c["programs"],
+             "trials": c["trials"], "s/trial": f"{c['trial_s']:.3g}",
+             "compile s/program": "-" if c["compile_s"] is None else f"{c['compile_s']:g}",
+             "measured": c["measured"] or "FLOP model"} for c in d.programs]
+    return ["", "per shape (calibrated):", *_table(rows)]
 
 
 def render_dry_run(d: DryRun) -> str:
@@ -145,7 +180,9 @@ def render_dry_run(d: DryRun) -> str:
         f"plan: {d.tasks:,} tasks in {len(d.arrays)} array job{'s' if len(d.arrays) != 1 else ''} "
         f"(max array size {d.sizing['max_array_size']}), {sizing}; "
         f"estimated {d.est_hours:,} task-hours, longest task ~{d.max_task_minutes:g} min (rough)",
+        _estimate_line(d),
         *_table(d.arrays),
+        *_compile_table(d),
         "",
         f"executor: {d.executor}; python: {d.python or 'host python'}",
         "environment: " + " ".join(f"{k}={v}" for k, v in d.environment.items()),

@@ -9,9 +9,11 @@ Rules (docs/launch-cli.md, "Planning"):
    first of the 32 most recent tasks with room): a task holds either one piece of a big group or
    several whole small groups, each run as its own program one after another. So a task may mix
    static keys, but only whole groups; a piece of a split group always has a task to itself.
-4. Capacity is `trials_per_task` trials, or `task_minutes` of estimated run time, where a trial's
-   estimate is a rough FLOP count over a throughput (`estimate_trial_seconds`) and each group in a
-   task adds a compile overhead.
+4. Capacity is `trials_per_task` trials, or `task_minutes` of estimated run time (`CostModel`): from a
+   calibration of the platform (`python -m pc.calibrate`, `contracts.calibration.estimate`: measured
+   seconds per trial-epoch of the nearest shape, and each group in a task adds its measured compile
+   seconds and data load) when one is given, else a rough FLOP count over a throughput
+   (`estimate_trial_seconds`) with GROUP_OVERHEAD_S per group.
 5. Tasks are split into array jobs of at most `max_array_size` tasks (SLURM's MaxArraySize caps
    the array index, so an array of N tasks needs N <= MaxArraySize).
 The task key is a hash of the task's sorted trial ids, so the same trials always form the same
@@ -29,6 +31,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from contracts.calibration import Calibration, Estimate, estimate
 from contracts.config import PER_TRIAL_KEYS, TrialConfig, static_key
 from grids.sweep import fast_trial_id
 
@@ -42,6 +45,44 @@ TRAIN_SIZE = {"fashion_mnist": 60_000, "mnist": 60_000}
 N_CLASSES = {"two_moons": 2, "two_circles": 2, "fashion_mnist": 10, "mnist": 10}
 MAX_ARRAY_SIZE_FALLBACK = 1001
 OPEN_BINS = 32  # tasks still open to whole groups while packing
+MAX_GROUP = {"cpu": 32, "cuda": 4096}  # pc.memory.max_group_size: the most trials one program runs at once
+
+
+@dataclass(frozen=True)
+class ProgramCost:
+    """The estimate of one kind of static group (dataset, kind, width, T, batch), for the dry run."""
+
+    dataset: str
+    kind: str
+    width: int
+    programs: int  # static groups of this shape in the plan
+    trials: int
+    trial_s: float  # estimated seconds of one trial
+    compile_s: float | None  # measured compile seconds per program (None: FLOP model)
+    measured: str  # the calibration shape used, "" for the FLOP model
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """How run time is estimated: a calibration of the launch's platform when there is one, else FLOPs."""
+
+    platform: str = "cuda"
+    flops_per_s: float = FLOPS_PER_S["cuda"]
+    calibration: Calibration | None = None
+
+    @classmethod
+    def for_platform(cls, platform: str, calibration: Calibration | None = None) -> CostModel:
+        return cls(platform, FLOPS_PER_S[platform], calibration)
+
+    def group_cost(self, cfg: TrialConfig, n_trials: int) -> tuple[float, float, Estimate | None]:
+        """(seconds per trial, overhead per group in a task, calibration.Estimate or None) for a static group
+        of `n_trials` trials like `cfg` (it runs in programs of at most MAX_GROUP trials)."""
+        est = None
+        if self.calibration is not None:
+            est = estimate(self.calibration, cfg, min(n_trials, MAX_GROUP.get(self.platform, 4096)))
+        if est is None:
+            return estimate_trial_seconds(cfg, flops_per_s=self.flops_per_s), GROUP_OVERHEAD_S, None
+        return est.trial_s, est.compile_s + self.calibration.data_load_s.get(cfg.data.dataset, 0.0), est
 
 
 @dataclass(frozen=True)
@@ -63,6 +104,11 @@ class Plan:
     arrays: tuple[tuple[int, ...], ...]  # task indices per array job, each <= max_array_size tasks
     groups: int = 0  # distinct static keys among the trials
     trials: int = 0
+    estimate: str = "flop"  # what sized the tasks: "calibration" or "flop" (CostModel)
+    calibration: str | None = None  # the calibration file used
+    calibration_date: str | None = None
+    flop_groups: int = 0  # with a calibration: groups it had no comparable shape for (FLOP model used)
+    programs: tuple[ProgramCost, ...] = ()  # the estimate per shape
 
 
 def _static_spec() -> list[tuple[str, tuple[str, ...] | None]]:
@@ -120,12 +166,16 @@ def estimate_trial_seconds(cfg: TrialConfig, *, flops_per_s: float = FLOPS_PER_S
     return max(MIN_TRIAL_S, 6.0 * weights * samples * t.epochs * (t.T + 1) / flops_per_s)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Group:
-    """The trials of one static key, and the estimated seconds of each (one shape, so one cost)."""
+    """The trials of one static key, the estimated seconds of each (one shape, so one cost) and the overhead
+    the group adds to a task (compile, data load)."""
 
+    cfg: TrialConfig
     members: list[int]
-    seconds: float
+    seconds: float = 0.0
+    overhead: float = GROUP_OVERHEAD_S
+    est: Estimate | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +184,7 @@ class _Piece:
 
     members: list[int]
     whole: bool
+    overhead: float = GROUP_OVERHEAD_S
 
 
 @dataclass
@@ -143,6 +194,7 @@ class _Bin:
     members: list[int] = field(default_factory=list)
     cost: float = 0.0
     groups: int = 0
+    overhead: float = 0.0  # estimated seconds of the groups' compiles and data loads
 
 
 def _check_sizing(trials_per_task: int | None, task_minutes: float | None, max_array_size: int) -> float | None:
@@ -159,16 +211,17 @@ def _check_sizing(trials_per_task: int | None, task_minutes: float | None, max_a
     return task_minutes
 
 
-def _group_trials(trials: Sequence[TrialConfig], flops_per_s: float) -> tuple[list[_Group], list[float]]:
-    """Static groups in first-seen order, and each trial's estimated seconds.
+def _group_trials(trials: Sequence[TrialConfig], cost: CostModel) -> tuple[list[_Group], list[float]]:
+    """Static groups in first-seen order with their costs, and each trial's estimated seconds.
 
     Grids share section objects between trials; their ids are a cheap memo key while `trials` keeps them
     alive (hashing frozen dataclasses for 50k trials costs ~1 s), and `_shape` stands in for `static_key`.
+    A group's cost depends on its size (the calibration's group size), so it is set once all are grouped.
     """
     groups: dict[str, _Group] = {}
     by_shape: dict[tuple, _Group] = {}
     by_ids: dict[tuple[int, int, int], _Group] = {}
-    seconds: list[float] = []
+    of_trial: list[_Group] = []
     for i, cfg in enumerate(trials):
         ids = (id(cfg.data), id(cfg.model), id(cfg.train))
         group = by_ids.get(ids)
@@ -178,40 +231,43 @@ def _group_trials(trials: Sequence[TrialConfig], flops_per_s: float) -> tuple[li
             if group is None:
                 skey = static_key(cfg)
                 if skey not in groups:
-                    groups[skey] = _Group([], estimate_trial_seconds(cfg, flops_per_s=flops_per_s))
+                    groups[skey] = _Group(cfg, [])
                 group = by_shape[shape] = groups[skey]
             by_ids[ids] = group
         group.members.append(i)
-        seconds.append(group.seconds)
-    return list(groups.values()), seconds
+        of_trial.append(group)
+    for group in groups.values():
+        group.seconds, group.overhead, group.est = cost.group_cost(group.cfg, len(group.members))
+    return list(groups.values()), [g.seconds for g in of_trial]
 
 
-def _cut_pieces(groups: Sequence[_Group], unit_cost: float | None, capacity: float, overhead: float) -> list[_Piece]:
+def _cut_pieces(groups: Sequence[_Group], unit_cost: float | None, capacity: float) -> list[_Piece]:
     """Rule 2: a group that does not fit one task is cut into the fewest near-equal pieces that fit.
 
-    `unit_cost` is the cost of one trial when counting trials (1), None when counting seconds.
+    `unit_cost` is the cost of one trial when counting trials (1), None when counting seconds (then each
+    piece also pays its group's overhead).
     """
     pieces: list[_Piece] = []
     for group in groups:
         cost = group.seconds if unit_cost is None else unit_cost
-        per_piece = max(1, int((capacity - overhead) / cost + 1e-9))
+        per_piece = max(1, int((capacity - (group.overhead if unit_cost is None else 0.0)) / cost + 1e-9))
         n_pieces = math.ceil(len(group.members) / per_piece)
         size, extra = divmod(len(group.members), n_pieces)
         start = 0
         for p in range(n_pieces):
             end = start + size + (1 if p < extra else 0)
-            pieces.append(_Piece(group.members[start:end], n_pieces == 1))
+            pieces.append(_Piece(group.members[start:end], n_pieces == 1, group.overhead))
             start = end
     return pieces
 
 
-def _pack(pieces: Sequence[_Piece], costs: Sequence[float], capacity: float, overhead: float) -> list[_Bin]:
+def _pack(pieces: Sequence[_Piece], costs: Sequence[float], capacity: float, count_overhead: bool) -> list[_Bin]:
     """Rule 3: a piece of a split group gets a task of its own; a whole group goes to the first of the last
     OPEN_BINS shareable tasks with room (bounded first fit: near grid order, linear time), else a new one."""
     bins: list[_Bin] = []
     open_bins: list[_Bin] = []
     for piece in pieces:
-        cost = overhead + sum(costs[i] for i in piece.members)
+        cost = (piece.overhead if count_overhead else 0.0) + sum(costs[i] for i in piece.members)
         target = None
         if piece.whole:
             target = next((b for b in open_bins if b.cost + cost <= capacity + 1e-9), None)
@@ -223,6 +279,7 @@ def _pack(pieces: Sequence[_Piece], costs: Sequence[float], capacity: float, ove
         target.members.extend(piece.members)
         target.cost += cost
         target.groups += 1
+        target.overhead += piece.overhead
     return bins
 
 
@@ -241,6 +298,7 @@ def make_plan(
     max_array_size: int = MAX_ARRAY_SIZE_FALLBACK,
     flops_per_s: float = FLOPS_PER_S["cuda"],
     trial_ids: Sequence[str] | None = None,
+    cost: CostModel | None = None,
 ) -> Plan:
     """Group trials by static key, pack the groups into tasks and the tasks into arrays (module rules 1-5).
 
@@ -250,8 +308,10 @@ def make_plan(
         trials_per_task: task capacity in trials; or
         task_minutes: task capacity in estimated minutes (default 30 when neither is given).
         max_array_size: the most tasks in one array job.
-        flops_per_s: throughput for the run-time estimate.
+        flops_per_s: throughput for the run-time estimate (FLOP model; ignored when `cost` is given).
         trial_ids: `trials[i].trial_id`, if already known (saves hashing 50k configs again).
+        cost: how run time is estimated (a calibration, `CostModel.for_platform`); default the FLOP model
+            at `flops_per_s`.
 
     Raises:
         ValueError: both or a non-positive capacity, or a max_array_size below 1.
@@ -259,21 +319,38 @@ def make_plan(
     task_minutes = _check_sizing(trials_per_task, task_minutes, max_array_size)
     if trial_ids is None:
         trial_ids = [fast_trial_id(c) for c in trials]
-    groups, seconds = _group_trials(trials, flops_per_s)
+    cost = cost or CostModel(flops_per_s=flops_per_s)
+    groups, seconds = _group_trials(trials, cost)
     if trials_per_task is not None:  # capacity counted in trials
-        capacity, overhead, unit_cost = float(trials_per_task), 0.0, 1.0
+        capacity, unit_cost = float(trials_per_task), 1.0
         costs: Sequence[float] = [1.0] * len(trials)
     else:  # capacity counted in estimated seconds
-        capacity, overhead, unit_cost = task_minutes * 60.0, GROUP_OVERHEAD_S, None  # type: ignore[operator]
+        capacity, unit_cost = task_minutes * 60.0, None  # type: ignore[operator]
         costs = seconds
-    bins = _pack(_cut_pieces(groups, unit_cost, capacity, overhead), costs, capacity, overhead)
+    bins = _pack(_cut_pieces(groups, unit_cost, capacity), costs, capacity, unit_cost is None)
     tasks = []
     for b in bins:
         ids = tuple(trial_ids[i] for i in b.members)
-        est = GROUP_OVERHEAD_S * b.groups + sum(seconds[i] for i in b.members)
+        est = b.overhead + sum(seconds[i] for i in b.members)
         tasks.append(Task(task_key(ids), ids, b.groups, round(est, 1)))
+    cal = cost.calibration
     return Plan(grid=grid, tasks=tuple(tasks), arrays=_split_arrays(len(tasks), max_array_size),
-                groups=len(groups), trials=len(trials))
+                groups=len(groups), trials=len(trials), estimate="calibration" if cal else "flop",
+                calibration=cal.path if cal else None, calibration_date=cal.date if cal else None,
+                flop_groups=sum(g.est is None for g in groups) if cal else 0, programs=_program_costs(groups))
+
+
+def _program_costs(groups: Sequence[_Group]) -> tuple[ProgramCost, ...]:
+    """The estimate per (dataset, kind, width, T, batch size), in first-seen order, for the dry run."""
+    out: dict[tuple, ProgramCost] = {}
+    for g in groups:
+        c = g.cfg
+        key = (c.data.dataset, c.model.kind, c.model.width, c.train.T, c.data.batch_size, c.model.constant_width)
+        old = out.get(key)
+        out[key] = ProgramCost(c.data.dataset, c.model.kind, c.model.width, (old.programs if old else 0) + 1,
+                               (old.trials if old else 0) + len(g.members), round(g.seconds, 3),
+                               round(g.est.compile_s, 1) if g.est else None, g.est.shape if g.est else "")
+    return tuple(out.values())
 
 
 def read_max_array_size(timeout_s: float = 10.0) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.calibration import CalibrationError, find_calibration
 from contracts.failures import read_failures
 from contracts.paths import RunPaths
 from grids.grid import Grid
@@ -21,7 +22,7 @@ from launch.compat import grid_conflict
 from launch.datacheck import DataCheck, check_data
 from launch.manifest import array_records
 from launch.options import DEFAULT_MAX_ARRAY_SIZE, LaunchOptions, OptionsError
-from launch.plan import FLOPS_PER_S, Plan, make_plan, read_max_array_size
+from launch.plan import CostModel, Plan, make_plan, read_max_array_size
 from launch.preflight import Preflight, preflight
 from launch.sbatch import executor_parameters, python_command, task_environment
 from launch.state import done_trials, local_running, squeue
@@ -152,10 +153,14 @@ def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | 
     indices, skipped = select_trials(grid, paths, options)
     trials_per_task, task_minutes = options.task_sizing()
     limit = max_array_size or options.max_array_size or (read_max_array_size() if slurm else DEFAULT_MAX_ARRAY_SIZE)
-    flops = FLOPS_PER_S[options.platform or ("cuda" if slurm else "cpu")]
+    platform = options.platform or ("cuda" if slurm else "cpu")
+    try:  # a calibration of this platform in ROOT/.calibration/ (python -m pc.calibrate), else the FLOP model
+        cost = CostModel.for_platform(platform, find_calibration(Path(options.root), platform))
+    except CalibrationError as e:
+        raise OptionsError(f"calibration: {e}") from None
     data = check_data(grid.trials[i] for i in indices)
     plan = make_plan([grid.trials[i] for i in indices], grid=grid.name, trials_per_task=trials_per_task,
-                     task_minutes=task_minutes, max_array_size=limit, flops_per_s=flops,
+                     task_minutes=task_minutes, max_array_size=limit, cost=cost,
                      trial_ids=[grid.trial_ids[i] for i in indices])
     return LaunchPlan(
         grid=grid, paths=paths, executor=options.executor, indices=tuple(indices), skipped=skipped,
