@@ -1,0 +1,209 @@
+"""The measured cost model: the calibration estimator, the planner's use of it, and the dry run saying which."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from contracts.calibration import (
+    FOLDER,
+    MIN_TRIAL_S,
+    Calibration,
+    GroupCost,
+    ShapeCost,
+    dims_of,
+    estimate,
+    to_dict,
+    train_batches,
+    write_calibration,
+)
+from contracts.config import TrialConfig
+from grids.grid import load_grid
+from launch.dryrun import dry_run, render_dry_run
+from launch.options import LaunchOptions, OptionsError
+from launch.plan import GROUP_OVERHEAD_S, CostModel, estimate_trial_seconds, make_plan
+from launch.sbatch import CODE_ROOT
+
+
+def shape(dataset: str, kind: str, width: int, per_epoch: dict[int, float], compile_s: float = 5.0,
+          T: int | None = None, batch: int | None = None) -> ShapeCost:
+    """A measured shape: trial-epoch seconds per group size."""
+    cfg = TrialConfig().replace(**{"data.dataset": dataset, "model.kind": kind, "model.width": width,
+                                   "train.T": T or (8 if kind == "pc" else 1),
+                                   "data.batch_size": batch or (128 if dataset.endswith("mnist") else 32)})
+    groups = tuple(GroupCost(n=n, compile_s=compile_s + n / 100, trial_epoch_s=s, epochs_timed=2)
+                   for n, s in sorted(per_epoch.items()))
+    return ShapeCost(dataset=dataset, kind=kind, width=width, T=cfg.train.T, batch_size=cfg.data.batch_size,
+                     constant_width=False, dims=dims_of(cfg), n_batches=train_batches(cfg), timed_batches=8,
+                     groups=groups)
+
+
+CAL = Calibration(
+    platform="cpu", device_kind="cpu", device_name="test cpu", date="2026-12-02T00:00:00Z",
+    versions={"jax": "0.4.38"}, data_load_s={"two_moons": 0.1, "fashion_mnist": 2.0},
+    shapes=(
+        shape("two_moons", "pc", 32, {2: 0.02, 32: 0.01}, compile_s=4.0),
+        shape("two_moons", "pc", 128, {2: 0.04, 32: 0.02}, compile_s=6.0),
+        shape("two_moons", "pc", 1024, {2: 1.0, 32: 0.8}, compile_s=9.0),
+        shape("two_moons", "bp", 128, {2: 0.005}, compile_s=3.0),
+        shape("fashion_mnist", "pc", 1024, {2: 60.0}, compile_s=12.0),
+    ),
+)
+
+
+def moons(**keys) -> TrialConfig:
+    return TrialConfig().replace(**{"data.dataset": "two_moons", "data.batch_size": 32, "train.epochs": 8, **keys})
+
+
+def seconds(cfg: TrialConfig, group: int = 2) -> float:
+    est = estimate(CAL, cfg, group)
+    assert est is not None
+    return est.trial_s
+
+
+def test_a_measured_shape_is_reproduced_exactly():
+    cfg = moons(**{"model.width": 128})
+    est = estimate(CAL, cfg, 2)
+    assert est.trial_s == pytest.approx(0.04 * 8)  # 8 epochs of the measured trial-epoch
+    assert est.compile_s == pytest.approx(6.02)
+    assert est.shape == "two_moons pc w128 T8 B32 n2"
+
+
+@pytest.mark.parametrize("key, small, big", [
+    ("train.epochs", 2, 20),
+    ("model.width", 64, 512),
+    ("model.width", 1024, 4096),  # beyond the widest measured: scaled by FLOPs
+    ("data.n_samples", 512, 4096),  # more batches per epoch
+])
+def test_more_work_means_more_seconds(key, small, big):
+    assert seconds(moons(**{key: big})) > seconds(moons(**{key: small}))
+
+
+def test_width_is_monotone_over_the_whole_range():
+    widths = [16, 32, 48, 64, 100, 128, 200, 512, 1000, 1024, 2048, 4096]
+    got = [seconds(moons(**{"model.width": w})) for w in widths]
+    assert got == sorted(got)
+    assert got[0] == got[1]  # narrower than any measured: the narrowest (overhead-bound), not scaled down
+
+
+def test_interpolation_lies_between_the_neighbours():
+    lo, hi = seconds(moons(**{"model.width": 128})), seconds(moons(**{"model.width": 1024}))
+    mid = seconds(moons(**{"model.width": 362}))  # ~ geometric middle
+    assert lo < mid < hi
+    assert mid == pytest.approx((lo * hi) ** 0.5, rel=0.05)
+
+
+def test_nearest_shape_by_kind_dataset_and_group():
+    assert estimate(CAL, moons(**{"model.kind": "bp", "train.T": 1, "model.width": 128}), 2).shape.startswith(
+        "two_moons bp w128")
+    # two_circles has no shape of its own: the toy family (two_moons) is used
+    assert estimate(CAL, moons(**{"data.dataset": "two_circles", "model.width": 1024}), 2).shape.startswith(
+        "two_moons pc w1024")
+    fm = TrialConfig().replace(**{"data.dataset": "fashion_mnist", "data.batch_size": 128, "model.width": 1024})
+    assert estimate(CAL, fm, 2).shape.startswith("fashion_mnist pc w1024")
+    # group size: the measured one nearest in log (20 -> 32, 4 -> 2)
+    assert estimate(CAL, moons(**{"model.width": 128}), 20).shape.endswith("n32")
+    assert estimate(CAL, moons(**{"model.width": 128}), 4).shape.endswith("n2")
+    assert seconds(moons(**{"model.width": 128}), 32) < seconds(moons(**{"model.width": 128}), 2)
+
+
+def test_another_T_is_scaled_by_flops_and_no_comparable_shape_is_none():
+    t8, t16 = seconds(moons(**{"model.width": 128})), seconds(moons(**{"model.width": 128, "train.T": 16}))
+    assert 1.5 < t16 / t8 < 2.1
+    constant = TrialConfig().replace(**{"data.dataset": "fashion_mnist", "data.batch_size": 128, "data.resize": 28,
+                                        "data.n_classes": 784, "model.width": 784, "model.constant_width": True})
+    assert estimate(CAL, constant, 2) is None
+
+
+def test_tiny_trials_keep_the_floor():
+    assert seconds(moons(**{"model.width": 32, "train.epochs": 1, "data.n_samples": 64})) == MIN_TRIAL_S
+
+
+def test_plan_uses_the_calibration_per_group():
+    trials = [moons(**{"model.width": w, "seed": s}) for w in (32, 1024) for s in range(4)]
+    flop = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu"))
+    cal = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
+    assert flop.estimate == "flop" and flop.calibration is None
+    assert flop.tasks[0].est_s == pytest.approx(
+        2 * GROUP_OVERHEAD_S + sum(estimate_trial_seconds(c, flops_per_s=5e10) for c in trials), abs=0.1)
+    assert cal.estimate == "calibration" and cal.calibration_date == CAL.date and cal.flop_groups == 0
+    want = sum(seconds(c, 4) for c in trials) + (4.02 + 0.1) + (9.02 + 0.1)  # compile + data load per group
+    assert sum(t.est_s for t in cal.tasks) == pytest.approx(want, abs=0.1)
+    assert [(p.width, p.programs, p.trials, p.compile_s) for p in cal.programs] == [(32, 1, 4, 4.0), (1024, 1, 4, 9.0)]
+
+
+def test_plan_falls_back_to_flops_for_shapes_the_calibration_lacks():
+    trials = [TrialConfig().replace(**{"data.dataset": "fashion_mnist", "data.batch_size": 128, "data.resize": 28,
+                                       "data.n_classes": 784, "model.width": 784, "model.constant_width": True})]
+    plan = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
+    assert plan.estimate == "calibration" and plan.flop_groups == 1
+    assert plan.tasks[0].est_s == pytest.approx(GROUP_OVERHEAD_S + estimate_trial_seconds(trials[0],
+                                                                                           flops_per_s=5e10), abs=0.1)
+
+
+def test_calibrated_sizing_splits_a_long_group_by_measured_seconds():
+    trials = [moons(**{"model.width": 1024, "seed": s}) for s in range(40)]  # group of 40 -> measured n=32
+    plan = make_plan(trials, grid="g", task_minutes=1, cost=CostModel.for_platform("cpu", CAL))
+    # 0.8 s per trial-epoch x 8 epochs = 6.4 s per trial; compile 9.32 s + data load 0.1 s per piece:
+    # (60 - 9.42) / 6.4 -> at most 7 trials per task, so 6 near-equal pieces
+    assert sorted(len(t.trial_ids) for t in plan.tasks) == [6, 6, 7, 7, 7, 7]
+    assert all(t.est_s <= 60 for t in plan.tasks)
+
+
+# --- the dry run ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_grid(CODE_ROOT / "grids" / "demo.yaml")
+
+
+def cpu_options(root: Path) -> LaunchOptions:
+    return LaunchOptions(root=root, executor="slurm", platform="cpu", partition="cpu", time_min=30,
+                         container=False, preflight=False)
+
+
+def test_dry_run_says_flop_model_without_a_calibration(demo, tmp_path):
+    d = dry_run(demo, cpu_options(tmp_path))
+    assert d.estimate == {"source": "flop", "file": None, "date": None, "flop_groups": 0}
+    text = render_dry_run(d)
+    assert f"estimate: FLOP model (no calibration; run python -m pc.calibrate); projected {d.device_hours} cpu " \
+           "device-hours" in text
+    assert "per shape (calibrated)" not in text
+
+
+def test_dry_run_uses_a_calibration_when_present_and_says_so(demo, tmp_path):
+    path = write_calibration(tmp_path / FOLDER, CAL)
+    write_calibration(tmp_path / FOLDER, dataclasses.replace(CAL, platform="cuda", device_kind="NVIDIA H200",
+                                                                    date="2027-01-01"))
+    d = dry_run(demo, cpu_options(tmp_path))
+    assert d.estimate == {"source": "calibration", "file": str(path), "date": CAL.date, "flop_groups": 0}
+    text = render_dry_run(d)
+    assert f"estimate: calibration {path}, {CAL.date}; projected {d.device_hours} cpu device-hours" in text
+    assert "per shape (calibrated):" in text and "compile s/program" in text
+    demo_widths = {c["width"] for c in d.programs}
+    assert demo_widths == {16, 32} and all(c["compile_s"] is not None for c in d.programs)
+    # the JSON keeps every old key and adds the new ones
+    assert {"est_hours", "max_task_minutes", "arrays", "sizing"} <= set(d.__dict__)
+    assert json.loads(json.dumps(d.__dict__, default=str))["estimate"]["source"] == "calibration"
+
+
+def test_dry_run_refuses_a_damaged_calibration_naming_it(demo, tmp_path):
+    folder = tmp_path / FOLDER
+    folder.mkdir()
+    (folder / "cpu.json").write_text(json.dumps({**to_dict(CAL), "shapes": [{"dataset": "two_moons"}]}))
+    with pytest.raises(OptionsError, match=r"calibration: .*cpu\.json: calibration\.shapes\[0\]\.groups"):
+        dry_run(demo, cpu_options(tmp_path))
+
+
+def test_the_cli_dry_run_prints_the_estimate_line(tmp_path):
+    write_calibration(tmp_path / FOLDER, CAL)
+    out = subprocess.run([sys.executable, "-m", "launch", str(CODE_ROOT / "grids" / "demo.yaml"), "--dry-run",
+                          "--executor", "slurm", "--platform", "cpu", "--no-preflight", "--root", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, cwd=CODE_ROOT)
+    assert out.returncode == 0, out.stderr
+    assert f"estimate: calibration {tmp_path / FOLDER / 'cpu.json'}" in out.stdout
