@@ -31,7 +31,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from contracts.calibration import Calibration, Estimate, estimate
+from contracts.calibration import MIN_TRIAL_S, Calibration, Estimate, estimate
 from contracts.config import PER_TRIAL_KEYS, TrialConfig, static_key
 from grids.sweep import fast_trial_id
 
@@ -40,7 +40,6 @@ DEFAULT_TASK_MINUTES = 30.0
 # ~5e10 on one CPU core for two moons width 1024; a GPU is taken as 100x that).
 FLOPS_PER_S = {"cuda": 5e12, "cpu": 5e10}
 GROUP_OVERHEAD_S = 60.0  # jax import, data load and one compile per group in a task
-MIN_TRIAL_S = 0.05  # floor per trial: tiny trials still cost dispatch and metric transfers
 TRAIN_SIZE = {"fashion_mnist": 60_000, "mnist": 60_000}
 N_CLASSES = {"two_moons": 2, "two_circles": 2, "fashion_mnist": 10, "mnist": 10}
 MAX_ARRAY_SIZE_FALLBACK = 1001
