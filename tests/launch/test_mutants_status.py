@@ -26,7 +26,7 @@ from contracts.shard import TrialResult, write_shard
 from grids.grid import grid_from_mapping
 from launch.compat import reconcile_grid
 from launch.manifest import write_manifest
-from launch.options import LaunchOptions
+from launch.options import LaunchOptions, OptionsError
 from launch.prepare import SubmissionError, queued_trials, select_trials
 from launch.progress import TaskProgress, duration, progress_path
 from launch.reasons import explain
@@ -453,3 +453,36 @@ def test_status_waits_for_a_hanging_squeue_only_as_long_as_asked(tiny, scheduler
     report = status_report("tiny", paths.root, queue_timeout_s=0.5)
     assert report.queue == "unavailable" and report.counts == counts(unknown=4)
     assert time.monotonic() - t0 < 10
+
+
+def test_relaunch_counts_every_skipped_trial_and_a_debug_run_of_one_id_runs_it_anyway(tiny, scheduler):
+    grid, paths = tiny
+    ids = grid.trial_ids
+    dead = f"local:{os.uname().nodename}:999999999"
+    submit(paths, "s1", dead, {"k0": [ids[0]], "k1": [ids[1], ids[2], ids[3]]}, executor="local")
+    write_shard(paths.shard("k0"), [result(grid.trials[0])], grid="tiny", task_key="k0")
+    for trial_id in ids[1:]:
+        write_failure(paths, {"trial_id": trial_id, "error": "ValueError: boom"})
+    keep, skipped = select_trials(grid, paths, LaunchOptions(root=paths.root, executor="local"))
+    assert keep == [] and skipped == {"done": 1, "queued": 0, "failed": 3}
+    assert scheduler.args("squeue") is None  # no SLURM array: squeue is not asked
+    debug = LaunchOptions(root=paths.root, executor="debug", only=(ids[0],))
+    assert select_trials(grid, paths, debug) == ([0], {})  # done, and run again on purpose
+    keep, skipped = select_trials(grid, paths, LaunchOptions(root=paths.root, executor="local", only=(ids[0],)))
+    assert keep == [] and skipped == {"done": 1, "queued": 0, "failed": 0}
+
+
+def test_relaunch_refuses_when_squeue_is_silent_with_the_whole_message(tiny, scheduler):
+    grid, paths = tiny
+    submit(paths, "s1", "9", {"k1": list(grid.trial_ids)})
+    scheduler.answer("squeue", "", rc=1)
+    with pytest.raises(SubmissionError, match=r"^squeue did not answer, so queued trials cannot be told from missing "
+                       r"ones; retry, or pass --force to submit every trial regardless$"):
+        select_trials(grid, paths, LaunchOptions(root=paths.root, executor="slurm"))
+
+
+def test_an_unknown_only_id_names_how_to_list_the_ids(tiny):
+    grid, paths = tiny
+    with pytest.raises(OptionsError, match=r"^--only feedfacefeedface: not a trial of grid 'tiny' \(1 of 1 id\(s\) "
+                       r"unknown\); list the trial ids with: python -m launch tiny --dry-run --json$"):
+        select_trials(grid, paths, LaunchOptions(root=paths.root, executor="local", only=("feedfacefeedface",)))

@@ -7,14 +7,16 @@ mutmut copies the packages into `mutants/`, runs the selected fast-tier tests on
 which function, then runs, for each mutant, only those tests (`-x`: the first failure kills it). Results are kept
 in `mutants/` and reused: a second run retries only mutants of functions that changed, unless `--modules` names
 them (then they are all rerun). `--tests` replaces the test selection of `[tool.mutmut]` (e.g. the few fast files
-CI runs): mutmut then runs in a copy of the repository under `build/mutation/`, so the full run's results in
-`mutants/` stay as they are. The score of a module is (killed + timeout) / mutants; "no tests" (no selected test
-reaches the function) counts as not killed. Exit 1 when mutmut fails or a module scores under `--fail-under`.
+CI runs): mutmut then runs in a copy of the repository, `build/mutation-<hash of the selection>/`, so the
+results of the full run in `mutants/` and of other selections stay as they are. The score of a module is
+(killed + timeout) / mutants; "no tests" (no selected test reaches the function) counts as not killed.
+Exit 1 when mutmut fails or a module scores under `--fail-under`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -28,7 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MUTMUT = Path(sys.executable).parent / "mutmut"
-COPY = REPO / "build" / "mutation"  # the repository copy that a run with --tests works in
+BUILD = REPO / "build"  # a run with --tests works in build/mutation-<hash of the selection>/, a repository copy
 SELECTION = re.compile(r"^pytest_add_cli_args_test_selection = \[[^\]]*\]", re.MULTILINE)
 # mutmut's exit codes (mutmut/stats.py), folded into the few verdicts a score needs
 VERDICT = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
@@ -100,26 +102,32 @@ def render(results: list[ModuleScore]) -> str:
     return "\n".join(lines)
 
 
+def copy_root(tests: list[str]) -> Path:
+    """One copy per test selection, so that runs with different selections keep their results apart."""
+    return BUILD / f"mutation-{hashlib.sha256(json.dumps(tests).encode()).hexdigest()[:8]}"
+
+
 def prepare_copy(tests: list[str]) -> Path:
-    """build/mutation/: the packages, tests and files mutmut copies, with `tests` as the test selection."""
+    """build/mutation-<hash>/: the packages, tests and files mutmut copies, with `tests` as the test selection."""
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
     missing = [t for t in tests if not (REPO / t).exists()]
     if missing:
         raise SystemExit(f"--tests: {missing[0]} does not exist (paths are relative to {REPO})")
-    COPY.mkdir(parents=True, exist_ok=True)
+    copy = copy_root(tests)
+    copy.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in [*config["source_paths"], *config.get("also_copy", []), "tests"]:
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, COPY / name, ignore=ignore, dirs_exist_ok=True)
+            shutil.copytree(source, copy / name, ignore=ignore, dirs_exist_ok=True)
         elif source.is_file():
-            shutil.copy2(source, COPY / name)
+            shutil.copy2(source, copy / name)
     text = (REPO / "pyproject.toml").read_text()
     if not SELECTION.search(text):
         raise SystemExit("pyproject.toml [tool.mutmut] has no pytest_add_cli_args_test_selection line to replace")
-    (COPY / "pyproject.toml").write_text(SELECTION.sub(f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+    (copy / "pyproject.toml").write_text(SELECTION.sub(f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
                                                        text))
-    return COPY
+    return copy
 
 
 def run_mutmut(root: Path, wanted: list[str], max_children: int) -> int:
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modules", default="", help="comma-separated dotted modules or packages (default: all "
                         "of [tool.mutmut] only_mutate), e.g. launch.status,contracts.shard")
     parser.add_argument("--tests", default="", help="comma-separated test files or folders replacing the "
-                        "[tool.mutmut] selection (runs in build/mutation/)")
+                        "[tool.mutmut] selection (runs in build/mutation-<hash>/)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutants (2 shared cores: 1 or 2)")
     parser.add_argument("--fail-under", type=float, default=0.0, help="exit 1 if a module scores under this %%")
     parser.add_argument("--diffs", action="store_true", help="print the diff of every mutant not killed")
@@ -160,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [m.strip() for m in args.modules.split(",") if m.strip()]
     tests = [t.strip() for t in args.tests.split(",") if t.strip()]
     t0 = time.monotonic()
-    root = COPY if tests and args.report_only else (prepare_copy(tests) if tests else REPO)
+    root = copy_root(tests) if tests and args.report_only else (prepare_copy(tests) if tests else REPO)
     if not args.report_only and run_mutmut(root, wanted, args.max_children):
         return 1
     results = scores(root / "mutants", wanted)
