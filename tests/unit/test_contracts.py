@@ -38,8 +38,9 @@ def _hold(path: str, seconds: float, ready) -> None:
 
 def test_wait_gets_the_lock_once_another_process_releases_it(tmp_path):
     lock = tmp_path / ".lock"
-    ready = multiprocessing.Event()
-    holder = multiprocessing.Process(target=_hold, args=(str(lock), 1.0, ready))
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process that may have JAX's threads running
+    ready = spawn.Event()
+    holder = spawn.Process(target=_hold, args=(str(lock), 1.0, ready))
     holder.start()
     try:
         assert ready.wait(30)
