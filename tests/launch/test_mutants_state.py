@@ -178,6 +178,20 @@ def test_done_trials_take_complete_shards_only_and_name_bad_ones(tmp_path):
     assert done == {grid.trial_ids[0]: first, grid.trial_ids[1]: newer}
     assert len(bad) == 1 and bad[0].startswith(str(paths.shard("c")))
     assert done_trials(paths) == (done, bad)  # read again from the cache, same answer
+    # only shards whose (mtime, size) changed are read again: junk of the same size and mtime is not noticed ...
+    before = first.stat()
+    first.write_bytes(b"x" * before.st_size)
+    os.utime(first, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert done_trials(paths) == (done, bad)
+    # ... a new mtime is
+    os.utime(first, ns=(before.st_atime_ns, before.st_mtime_ns + 5 * 10**9))
+    done, bad = done_trials(paths)
+    assert done == {grid.trial_ids[1]: newer} and len(bad) == 2
+
+
+def test_the_local_marker_path():
+    paths = RunPaths.of("tiny", "/runs")
+    assert local_marker(paths, "20260102T030405Z") == paths.slurm_dir / "local" / "20260102T030405Z.running"
 
 
 def _program(folder, name: str, body: str) -> None:

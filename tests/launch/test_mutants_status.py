@@ -15,6 +15,7 @@ import stat
 import threading
 import time
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,7 @@ def test_sacct_names_why_a_task_was_lost_and_never_a_completed_state(tiny, sched
                               "|FAILED|1:0\n77_3|PENDING\n")
     report = status_report("tiny", paths.root)
     assert scheduler.args("sacct") == ["-n", "-P", "-X", "-o", "JobID,State,ExitCode", "-j", "77"]
+    assert report.root == str(paths.root) and datetime.fromisoformat(report.time).utcoffset() == timedelta(0)
     assert report.counts == counts(lost=4) and report.accounting
     reasons = {p.task_key: (p.job_id, p.state, p.trials, p.reason) for p in report.problems}
     assert reasons == {
@@ -173,6 +175,9 @@ def test_sacct_names_why_a_task_was_lost_and_never_a_completed_state(tiny, sched
         "k2": ("77_2", "lost", 1, "sacct has no record, no failure record, empty or missing log"),
         "k3": ("77_3", "lost", 1, "sacct has no record, no failure record, empty or missing log"),
     }
+    # a failure record adds to sacct's state
+    write_failure(paths, {"trial_id": ids[0], "error": "E", "traceback_tail": "Traceback\nMemoryError"})
+    assert status_report("tiny", paths.root).problems[0].reason == f"TIMEOUT (exit 0:0); {ids[0]}: MemoryError"
     # sacct may still say PENDING or RUNNING for an element squeue no longer lists: that is no reason either
     scheduler.answer("sacct", "77_2|RUNNING|0:0\n77_3|PENDING|0:0\n")
     assert {p.reason for p in status_report("tiny", paths.root).problems if p.task_key in ("k2", "k3")} == {
@@ -200,7 +205,7 @@ def test_reasons_from_failure_records_shards_and_logs(tiny, scheduler):
     assert reasons["k0"] == ("failed", f"{ids[0]}: KeyError: 'lr'")
     assert reasons["k1"] == ("failed", f"{ids[1]}: DataError: no mnist")
     assert reasons["k2"][0] == "lost" and reasons["k2"][1].startswith(f"invalid shard: {paths.shard('k2.a0')}")
-    assert reasons["k2"][1].count("invalid shard") == 1
+    assert reasons["k2"][1].count("invalid shard") == 1 and len(report.bad_shards) == 2
     assert reasons["k3"] == ("lost", "55_3_0_log.out: slurmstepd: CANCELLED DUE TO TIME LIMIT")
     paths.failed(ids[1]).write_text(json.dumps({"trial_id": ids[1]}))  # a record without error or traceback
     assert status_report("tiny", paths.root).problems[1].reason == f"{ids[1]}:"
@@ -444,15 +449,28 @@ def test_debug_launches_and_launches_on_another_host(tiny, scheduler):
     assert scheduler.args("squeue") is None and scheduler.args("sacct") is None
 
 
-def test_status_waits_for_a_hanging_squeue_only_as_long_as_asked(tiny, scheduler):
+def test_status_waits_for_a_hanging_squeue_or_sacct_only_as_long_as_asked(tiny, scheduler):
     grid, paths = tiny
     submit(paths, "s1", "9", {"k1": list(grid.trial_ids)})
-    scheduler.answer("squeue", "")
-    (scheduler.folder / "squeue").write_text(f"#!/bin/sh\nexec {shutil.which('sleep', path=os.defpath)} 30\n")
+    hang = f"#!/bin/sh\nexec {shutil.which('sleep', path=os.defpath)} 30\n"
+    (scheduler.folder / "sacct").write_text(hang)
     t0 = time.monotonic()
+    report = status_report("tiny", paths.root, queue_timeout_s=0.5)  # squeue answers: all lost; sacct hangs
+    assert report.queue == "squeue" and report.counts == counts(lost=4) and not report.accounting
+    (scheduler.folder / "squeue").write_text(hang)
     report = status_report("tiny", paths.root, queue_timeout_s=0.5)
     assert report.queue == "unavailable" and report.counts == counts(unknown=4)
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 15
+
+
+def test_results_of_trials_no_manifest_lists_are_not_counted_as_never_submitted(tiny):
+    """A trial done under a grid edited with --force (in no manifest) leaves one fewer trial to submit."""
+    grid, paths = tiny
+    submit(paths, "s1", f"local:{os.uname().nodename}:999999999", {"k1": [grid.trial_ids[0]]}, executor="local")
+    other = grid_from_mapping(json.loads(json.dumps(TINY)) | {"sweep": [{"axes": {"seed": [9]}}]}, source="x.yaml")
+    write_shard(paths.shard("old"), [result(other.trials[0])], grid="tiny", task_key="old")
+    report = status_report("tiny", paths.root)
+    assert (report.grid_trials, report.submitted, report.not_submitted) == (4, 1, 2)
 
 
 def test_relaunch_counts_every_skipped_trial_and_a_debug_run_of_one_id_runs_it_anyway(tiny, scheduler):
