@@ -504,3 +504,24 @@ def test_an_unknown_only_id_names_how_to_list_the_ids(tiny):
     with pytest.raises(OptionsError, match=r"^--only feedfacefeedface: not a trial of grid 'tiny' \(1 of 1 id\(s\) "
                        r"unknown\); list the trial ids with: python -m launch tiny --dry-run --json$"):
         select_trials(grid, paths, LaunchOptions(root=paths.root, executor="local", only=("feedfacefeedface",)))
+
+
+def test_watch_of_a_settled_grid_draws_one_full_bar(tiny, capsys):
+    grid, paths = tiny
+    submit(paths, "s1", f"local:{os.uname().nodename}:999999999", {"k1": [grid.trial_ids[0]]}, executor="local")
+    write_shard(paths.shard("k1"), [result(grid.trials[0])], grid="tiny", task_key="k1")
+    watch("tiny", paths.root, interval_s=0.01)
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("pcsweep-tiny: 100%|") and "| 1/1 trials [" in last
+
+
+def test_render_lists_at_most_20_running_tasks_and_reasons_of_every_array():
+    progress = [TaskProgress(f"k{i:02d}", 0, "1", trials=1) for i in range(21)]
+    arrays = [ArrayStatus("1", "s1", "slurm", 1, 1, running=1),
+              ArrayStatus("2", "s2", "slurm", 1, 1, pending=1, reasons={"Priority": 1})]
+    report = StatusReport(grid="g", root="/r", time="t", queue="squeue", accounting=True, grid_trials=None,
+                          submitted=2, not_submitted=None, counts=counts(running=1, pending=1), arrays=arrays,
+                          problems=[], progress=progress)
+    lines = render_status(report).splitlines()
+    assert sum(line.startswith("  k") for line in lines) == 20 and "  k20: " not in "\n".join(lines)
+    assert "  array 2 pending: Priority 1" in lines
