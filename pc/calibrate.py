@@ -186,7 +186,13 @@ def _device() -> tuple[str, str, str]:
     """(platform, device kind, a name for people: the CPU model on CPU)."""
     import jax  # lazy, as above
 
-    device = jax.devices()[0]
+    try:
+        device = jax.devices()[0]
+    except (RuntimeError, AssertionError) as e:  # no such backend: jax 0.4.38 asserts when none initialised
+        wanted = os.environ.get("JAX_PLATFORMS", "")
+        raise CalibrateError(f"--platform {wanted}: jax cannot start it here ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else 'no backend'}); run on a node with that "
+                             "device, inside the image") from None
     name = device.device_kind
     platform = "cpu" if device.platform == "cpu" else "cuda"  # jax 0.4.38 says "gpu" for CUDA devices
     if platform == "cpu":
@@ -269,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--platform", choices=("cpu", "cuda"), default=None,
                         help="JAX platform to measure (sets JAX_PLATFORMS; default: jax's choice)")
-    parser.add_argument("--quick", action="store_true", help="two small two-moons shapes at groups 2 and 8 (< 1 min on a CPU)")
+    parser.add_argument("--quick", action="store_true",
+                        help="two small two-moons shapes at groups 2 and 8 (< 1 min on an idle CPU)")
     parser.add_argument("--root", type=Path, default=None, help="run root (default $PCSWEEP_ROOT or ./runs)")
     parser.add_argument("--shapes", nargs="+", metavar="DATASET:KIND:WIDTH",
                         help="shapes to measure instead of the defaults; DATASET may be 'constant' (in = h = out)")
@@ -306,9 +313,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         cal = calibrate(settings, progress=not args.no_progress)
     except CalibrateError as e:
         print(f"calibrate: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # jax cannot start the requested platform (no GPU, no driver)
-        print(f"calibrate: --platform {args.platform}: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     if not cal.shapes:
         print("calibrate: no shape could be measured (data missing?); nothing written", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -126,6 +127,15 @@ def test_bad_arguments_are_one_line_and_write_nothing(tmp_path, args, why):
 
 
 @pytest.mark.slow  # 4 compiles: ~40 s on an idle 2-core machine, 80 s while others share it
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU is visible here")
+def test_cuda_without_a_gpu_is_one_line(tmp_path):
+    out = _calibrate("--platform", "cuda", "--quick", "--root", str(tmp_path), timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert re.fullmatch(r"calibrate: --platform cuda: jax cannot start it here \(.*\); run on a node with that "
+                        r"device, inside the image\n", out.stderr), out.stderr
+    assert not (tmp_path / FOLDER).exists()
+
+
 def test_quick_calibration_on_cpu_writes_a_valid_file(tmp_path):
     t0 = time.monotonic()
     out = _calibrate("--quick", "--platform", "cpu", "--root", str(tmp_path), "--no-progress")
