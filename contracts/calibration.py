@@ -254,6 +254,13 @@ def batch_flops(dims: Sequence[int], kind: str, T: int, batch_size: int) -> floa
     return float(per_sample * batch_size)
 
 
+def _at_width(shape: ShapeCost, width: int) -> tuple[int, ...]:
+    """The measured shape's dims with another hidden width (in = h = out for a constant-width shape)."""
+    if shape.constant_width:
+        return (width,) * len(shape.dims)
+    return (shape.dims[0], *[width] * (len(shape.dims) - 2), shape.dims[-1])
+
+
 def _family(cal: Calibration, cfg: TrialConfig) -> list[ShapeCost]:
     """Rule 1: the comparable shapes closest to the trial, widths ascending ([] when none is comparable)."""
     fam = FAMILIES[cfg.data.dataset]
@@ -281,9 +288,9 @@ def _per_batch(family: Sequence[ShapeCost], width: int, group: int) -> tuple[flo
         return costs[0], family[0]
     if width >= family[-1].width:
         top = family[-1]
-        return costs[-1] * batch_flops((top.dims[0], *[width] * (len(top.dims) - 2), top.dims[-1]), top.kind,
-                                       top.T, top.batch_size) / batch_flops(top.dims, top.kind, top.T,
-                                                                            top.batch_size), top
+        ratio = batch_flops(_at_width(top, width), top.kind, top.T, top.batch_size) / batch_flops(
+            top.dims, top.kind, top.T, top.batch_size)
+        return costs[-1] * ratio, top
     i = next(k for k, s in enumerate(family) if s.width >= width)
     lo, hi = family[i - 1], family[i]
     f = math.log(width / lo.width) / math.log(hi.width / lo.width)
@@ -298,9 +305,8 @@ def estimate(cal: Calibration, cfg: TrialConfig, group: int = 1) -> Estimate | N
         return None
     per_batch, shape = _per_batch(family, cfg.model.width, group)
     dims = dims_of(cfg)
-    ref_dims = (shape.dims[0], *[cfg.model.width] * (len(shape.dims) - 2), shape.dims[-1])
     per_batch *= batch_flops(dims, cfg.model.kind, cfg.train.T, cfg.data.batch_size) / batch_flops(
-        ref_dims, shape.kind, shape.T, shape.batch_size)
+        _at_width(shape, cfg.model.width), shape.kind, shape.T, shape.batch_size)
     seconds = max(MIN_TRIAL_S, per_batch * train_batches(cfg) * cfg.train.epochs)
     program = shape.group(group)
     label = f"{shape.dataset} {shape.kind} w{shape.width} T{shape.T} B{shape.batch_size} n{program.n}"

@@ -207,3 +207,28 @@ def test_the_cli_dry_run_prints_the_estimate_line(tmp_path):
                          capture_output=True, text=True, timeout=120, cwd=CODE_ROOT)
     assert out.returncode == 0, out.stderr
     assert f"estimate: calibration {tmp_path / FOLDER / 'cpu.json'}" in out.stdout
+
+
+def constant(width: int) -> TrialConfig:
+    side = int(width ** 0.5)
+    return TrialConfig().replace(**{"data.dataset": "fashion_mnist", "data.batch_size": 128, "data.resize": side,
+                                    "data.n_classes": width, "model.width": width, "model.constant_width": True})
+
+
+def test_constant_width_shapes_scale_in_and_out_with_the_width():
+    shapes = []
+    for w, s in ((196, 3.0), (784, 40.0)):
+        cfg = constant(w)
+        shapes.append(ShapeCost(dataset="fashion_mnist", kind="pc", width=w, T=8, batch_size=128, constant_width=True,
+                                dims=dims_of(cfg), n_batches=train_batches(cfg), timed_batches=4,
+                                groups=(GroupCost(n=2, compile_s=5.0, trial_epoch_s=s, epochs_timed=2),)))
+    cal = dataclasses.replace(CAL, shapes=(*CAL.shapes, *shapes))
+    at = {w: estimate(cal, constant(w), 2).trial_s / 8 for w in (196, 324, 784, 2304)}
+    assert at[196] == pytest.approx(3.0) and at[784] == pytest.approx(40.0)
+    assert 3.0 < at[324] < 40.0
+    # beyond the widest: all four layers grow, so ~ (2304 / 784)^2 x the FLOPs
+    assert at[2304] == pytest.approx(40.0 * (2304 / 784) ** 2, rel=0.01)
+    assert estimate(cal, constant(784), 2).shape.startswith("fashion_mnist pc w784")
+    # a non-constant FashionMNIST trial never uses the constant shapes
+    assert estimate(cal, TrialConfig().replace(**{"data.dataset": "fashion_mnist", "data.batch_size": 128,
+                                                  "model.width": 784}), 2).shape.startswith("fashion_mnist pc w1024")
