@@ -126,7 +126,7 @@ def test_bad_arguments_are_one_line_and_write_nothing(tmp_path, args, why):
     assert not (tmp_path / FOLDER).exists()
 
 
-@pytest.mark.slow  # 4 compiles: ~40 s on an idle 2-core machine, 80 s while others share it
+@pytest.mark.slow  # 4 compiles: 30 s on the quiet 2-core machine, 80 s while others load it
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU is visible here")
 def test_cuda_without_a_gpu_is_one_line(tmp_path):
     out = _calibrate("--platform", "cuda", "--quick", "--root", str(tmp_path), timeout=120)
@@ -151,4 +151,4 @@ def test_quick_calibration_on_cpu_writes_a_valid_file(tmp_path):
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("calibrate: 2 shapes, 4 programs on cpu") and last.endswith(f"{tmp_path}/{FOLDER}/cpu.json")
     assert "| two_moons pc w32 | 2x32x32x2 | 2 |" in out.stdout
-    assert took < 120, f"--quick took {took:.0f} s"  # < 60 s on an idle 2-core machine; the margin is for load
+    assert took < 120, f"--quick took {took:.0f} s"  # 30 s quiet, 80 s loaded on the 2-core machine
