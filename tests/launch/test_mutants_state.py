@@ -13,12 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from test_manifest import fake_result as result
 
 from contracts.lock import process_start_time
 from contracts.paths import RunPaths
-from contracts.shard import TrialResult, write_shard
+from contracts.shard import write_shard
 from grids.grid import grid_from_mapping
 from launch.state import (
     Accounting,
@@ -42,14 +42,6 @@ HOST = socket.gethostname()
 TINY = {"name": "tiny", "defaults": {"data": {"dataset": "two_moons", "n_samples": 64, "batch_size": 16},
                                      "model": {"width": 8}, "train": {"epochs": 1, "T": 2}},
         "sweep": [{"axes": {"seed": [0, 1, 2]}}]}
-
-
-def result(cfg) -> TrialResult:
-    E, B, T, L = 1, 2, 2, 3
-    arrays = {"test_accuracy": np.ones(E), "energy": np.zeros((E, B, T + 1, L)),
-              "energy_var": np.zeros((E, B, T + 1, L)), "w_norm": np.ones((E, B, L)),
-              "w_grad_norm": np.ones((E, B, L)), "w_grad_var": np.ones((E, B, L))}
-    return TrialResult(cfg.trial_id, cfg.to_mapping(), "ok", 0.1, arrays)
 
 
 @pytest.mark.parametrize(("job_id", "parsed"), [

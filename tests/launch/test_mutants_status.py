@@ -18,12 +18,12 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
+from test_manifest import fake_result as result
 
 from contracts.failures import write_failure
 from contracts.paths import RunPaths
-from contracts.shard import TrialResult, write_shard
+from contracts.shard import write_shard
 from grids.grid import grid_from_mapping
 from launch.compat import reconcile_grid
 from launch.manifest import write_manifest
@@ -90,14 +90,6 @@ def submit(paths: RunPaths, stamp: str, job_id: str, tasks: dict[str, list[str]]
                            "arrays": [{"job_id": job_id, "task_keys": list(tasks)}], "sbatch": {}, "image": None,
                            "python_command": None, "git_sha": "x", "git_dirty": False, "versions": {},
                            "options": {}})
-
-
-def result(cfg) -> TrialResult:
-    E, B, T, L = 1, 2, 2, 3
-    arrays = {"test_accuracy": np.ones(E), "energy": np.zeros((E, B, T + 1, L)),
-              "energy_var": np.zeros((E, B, T + 1, L)), "w_norm": np.ones((E, B, L)),
-              "w_grad_norm": np.ones((E, B, L)), "w_grad_var": np.ones((E, B, L))}
-    return TrialResult(cfg.trial_id, cfg.to_mapping(), "ok", 0.1, arrays)
 
 
 def counts(**nonzero: int) -> dict[str, int]:
