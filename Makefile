@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 GRID   ?= grids/demo.yaml
 ROOT   ?= runs
 
-.PHONY: help install install-test demo test test-fast lint bench slurm-up slurm-down gpu-check clean mutation
+.PHONY: help install install-test demo test test-fast golden lint bench slurm-up slurm-down gpu-check clean mutation
 
 help:  ## list the recipes
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -58,6 +58,9 @@ clean:  ## remove the demo run folder
 
 mutation: install-test  ## mutmut on the bookkeeping modules, a score per module (MODULES=launch.status,... to restrict)
 	$(BIN)/python tests/mutation/run.py --max-children $(or $(MUTATION_CHILDREN),1) $(if $(MODULES),--modules $(MODULES))
+
+golden: install  ## re-record the golden dry-run and sbatch texts after an intended change (review the diff)
+	$(BIN)/python tests/launch/golden_cases.py
 
 lint: install-test  ## ruff (rules in pyproject.toml [tool.ruff]); CI runs it before the tests
 	$(BIN)/ruff check .

@@ -5,66 +5,34 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from golden_cases import GOLDEN, ROOT, golden_texts, gpu_options
 
 from contracts.paths import RunPaths
 from contracts.shard import TrialResult, write_shard
 from grids.grid import dump_grid, load_grid
 from launch.dryrun import dry_run, render_dry_run
 from launch.options import LaunchOptions, OptionsError
-from launch.sbatch import CODE_ROOT, executor_parameters, python_command, render_sbatch, task_environment
+from launch.sbatch import CODE_ROOT, executor_parameters, python_command, task_environment
 
 GRIDS = CODE_ROOT / "grids"
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-RECORD = "PCSWEEP_RECORD_GOLDEN"
-ROOT = Path("/scratch/runs")
 
 
-def _normalize(text: str) -> str:
-    return text.replace(sys.executable, "<python>").replace(str(CODE_ROOT), "<code>")
-
-
-def assert_golden(name: str, text: str) -> None:
-    """Compare with tests/golden/<name>; on a difference print the diff and how to re-record."""
-    path = GOLDEN / name
-    text = _normalize(text)
-    if os.environ.get(RECORD) == "1":
-        path.write_text(text)
-        return
-    want = path.read_text() if path.exists() else ""
+@pytest.mark.parametrize("name", ["dry_run_demo.txt", "sbatch_demo_apptainer.sh", "sbatch_demo_cpu.sh"])
+def test_rendered_text_matches_its_golden_file(name):
+    """Compare only; after an intended change, `make golden` re-records (tests/launch/golden_cases.py)."""
+    want = (GOLDEN / name).read_text()
+    text = golden_texts()[name]
     if text != want:
         diff = "".join(difflib.unified_diff(want.splitlines(True), text.splitlines(True), f"golden/{name}", "now"))
-        pytest.fail(f"{name} differs from the golden file:\n{diff}\n"
-                    f"If the change is intended, re-record with: {RECORD}=1 python -m pytest "
-                    "tests/launch/test_dryrun.py")
+        pytest.fail(f"{name} differs from the golden file:\n{diff}\nIf the change is intended: make golden")
 
 
 @pytest.fixture(scope="module")
 def demo():
     return load_grid(GRIDS / "demo.yaml")
-
-
-def gpu_options(**kw) -> LaunchOptions:
-    base = dict(root=ROOT, executor="slurm", partition="gpu", time_min=30, mem_gb=8, image="/scratch/pcsweep.sif",
-                sbatch={"mail-type": "END"}, max_parallel=2, trials_per_task=4, max_array_size=5,
-                preflight=False)  # golden text must not depend on the cluster this runs beside
-    return LaunchOptions(**{**base, **kw})
-
-
-def test_dry_run_text_matches_golden(demo):
-    assert_golden("dry_run_demo.txt", render_dry_run(dry_run(demo, gpu_options())))
-
-
-def test_sbatch_scripts_match_golden(demo):
-    paths = RunPaths.of("demo", ROOT)
-    assert_golden("sbatch_demo_apptainer.sh", render_sbatch(gpu_options(), "demo", paths, 5))
-    cpu = LaunchOptions(root=ROOT, executor="slurm", gpus=0, cpus=1, container=False, platform="cpu", time_min=5)
-    assert_golden("sbatch_demo_cpu.sh", render_sbatch(cpu, "demo", paths, 1))
 
 
 def test_dry_run_json_has_the_counts_and_plan(demo):
