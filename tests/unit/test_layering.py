@@ -57,3 +57,17 @@ def test_the_checker_sees_a_forbidden_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("import os\nfrom launch.plan import make_plan\n\ndef f():\n    import pc.trials\n")
     assert project_imports(module) == [(2, "launch", False), (5, "pc", True)]
+
+
+def test_test_module_basenames_are_unique():
+    """pytest imports test files by basename (rootdir-relative, no packages): two files of one name in two
+    folders break collection of the whole suite ("import file mismatch")."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        if path.name == "conftest.py" or "mutants" in path.parts:
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(REPO)} and {path.relative_to(REPO)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "; ".join(clashes)
