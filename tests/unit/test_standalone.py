@@ -19,6 +19,7 @@ from typing import NamedTuple
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+SHARED = "sha" + "red"  # the outside notes folder, spelled so that grep does not flag this file
 THIS = Path(__file__).resolve().relative_to(REPO).as_posix()
 NOTES_DOC = "paper-notes.md"  # a file naming it (docs/paper-notes.md, or paper-notes.md from docs/) may use bare ids
 
@@ -31,7 +32,9 @@ class Rule(NamedTuple):
 
 
 LINE_RULES = [
-    Rule(re.compile(r"\.\./shared\b|\bshared/notes\b"), "cites notes outside the repository; cite docs/paper-notes.md"),
+    # the pattern is assembled from pieces so that this file does not itself hold the text it forbids
+    Rule(re.compile(r"\.\./" + SHARED + r"\b|\b" + SHARED + r"/notes\b"),
+         "cites notes outside the repository; cite docs/paper-notes.md"),
     Rule(re.compile(r"\bDESIGN\.md\b"), "cites DESIGN.md; the file is docs/design.md"),
     Rule(re.compile(r"\bquirk (Q\d+)"), "write `docs/paper-notes.md Qn` instead of `quirk Qn`"),
     Rule(
@@ -96,8 +99,8 @@ def test_the_paper_notes_define_every_quirk_and_trap_they_are_cited_for():
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("Details: `../shared/notes/section-5.1.md` section 0", "outside the repository"),
-        ("# submitit needs sacct (shared/notes/slurm-ci.md)", "outside the repository"),
+        (f"Details: `../{SHARED}/notes/section-5.1.md` section 0", "outside the repository"),
+        (f"# submitit needs sacct ({SHARED}/notes/slurm-ci.md)", "outside the repository"),
         ('"""Grid files (DESIGN.md section 3)."""', "the file is docs/design.md"),
         ("# AdamW has no momentum (quirk Q16).", "instead of `quirk Qn`"),
         ("the algorithm of notes section 3", "cite `docs/paper-notes.md section N`"),
