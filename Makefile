@@ -49,9 +49,9 @@ slurm-up:  ## start the local single-node SLURM cluster (root, Debian/Ubuntu)
 slurm-down:  ## stop it
 	scripts/slurm-dev-cluster down
 
-gpu-check: | $(BIN)/python  ## on a GPU node: install the cuda extra, then devices, paper-shaped groups, trials/s, peak memory
-	$(BIN)/python -m pip install --quiet -e '.[cuda]' -c constraints-cuda.txt
-	scripts/gpu-check
+gpu-check: | $(BIN)/python  ## on a GPU node, < 8 min: the 7 sections of docs/gpu-check.md (GPU_CHECK_ARGS=--quick ...)
+	$(BIN)/python -c 'import jax_cuda12_plugin' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[cuda]' -c constraints-cuda.txt
+	scripts/gpu-check $(GPU_CHECK_ARGS)
 
 clean:  ## remove the demo run folder
 	rm -rf $(ROOT)/demo
