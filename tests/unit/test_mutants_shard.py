@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +99,9 @@ def test_block_rows_as_trials_and_taken_in_any_order():
     assert [a[0, 0] for a in (taken.arrays["test_accuracy"],)] == [20.0]
     assert set(taken.arrays) == set(ARRAY_NAMES) and taken.arrays["w_norm"].shape == (2, 2, 3, 3)
     assert len(BlockInfo("0", ("x", "y"), block.shape_key)) == 2
+    none = block.take([])  # no rows: an empty block of the same columns and trailing shapes
+    assert (none.trial_ids, none.configs, none.status, none.columns) == ([], [], [], {"host": []})
+    assert none.wall_s.shape == (0,) and none.arrays["energy"].shape == (0, 2, 3, 3, 3) and len(none) == 0
 
 
 def test_shape_key_is_the_shape_of_each_array_in_order():
@@ -204,6 +208,21 @@ def test_a_failed_write_leaves_no_file_and_keeps_the_old_shard(tmp_path):
     assert [t.trial_id for t in read_shard(again)] == ["z"]
 
 
+def test_a_temporary_file_that_cannot_be_created_is_the_error_reported(tmp_path):
+    """Out of file descriptors (a busy node): HDF5's create error comes out, not a cleanup error about a missing tmp."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # the next open() fails with EMFILE
+    try:
+        with pytest.raises(OSError, match=r"Unable to .*create file.*Too many open files") as raised:
+            write_shard(tmp_path / "s.h5", [trial("a")])
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not isinstance(raised.value, FileNotFoundError)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_writer_stores_wall_times_as_float64_and_arrays_as_float32(tmp_path):
     t = TrialResult("a", {"k": [0.1 + 0.2]}, "ok", 3, {n: a.astype(np.float64) for n, a in arrays_of().items()})
     path = write_shard(tmp_path / "s.h5", [t])
@@ -237,6 +256,14 @@ def edit(path: Path, change) -> None:
 def replace(g: h5py.Group, name: str, data, **kw) -> None:
     del g[name]
     g.create_dataset(name, data=data, **kw)
+
+
+def numbers_as_status(g: h5py.Group) -> None:
+    """A status column of variable-length float rows: it has the kind of a string column ("O") but holds numbers."""
+    del g["status"]
+    column = g.create_dataset("status", (3,), dtype=h5py.vlen_dtype(np.float64))
+    for i in range(3):
+        column[i] = np.ones(i + 1)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -285,6 +312,8 @@ def replace(g: h5py.Group, name: str, data, **kw) -> None:
     (lambda f: f["blocks/0/status"].__setitem__(2, b"weird"),
      f"block 0: trial {'d' * 16}: status 'weird' is not one of {STATUS_WORDS}"),
     (lambda f: f["blocks/0/status"].__setitem__(1, b"\xff"), "block 0: trial_id or status unreadable ("),
+    (lambda f: numbers_as_status(f["blocks/0"]),
+     f"block 0: trial {'a' * 16}: status '[1.]' is not one of {STATUS_WORDS}"),
     (lambda f: f["blocks/0/trial_id"].__setitem__(2, b"a" * 16),
      f"block 0: trial {'a' * 16} appears more than once in the file"),
 ])
@@ -306,6 +335,13 @@ def test_deleted_rows_pass_only_where_allowed(tmp_path):
         assert infos[0] == BlockInfo("0", ("", "", "d" * 16), shape_key(arrays_of()))
         with pytest.raises(ShardError, match=r"^results\.h5: block 0: an empty trial_id \(malformed block\)$"):
             check_blocks(f, "results.h5")
+    # the rows after a deleted row are still checked: a bad status, and an id seen again
+    edit(path, lambda f: f["blocks/0/status"].__setitem__(2, b"junk"))
+    with h5py.File(path, "r") as f, pytest.raises(ShardError, match=f"^r: block 0: trial {'d' * 16}: status 'junk'"):
+        check_blocks(f, "r", allow_deleted=True)
+    edit(path, lambda f: (f["blocks/0/status"].__setitem__(2, b"ok"), f["blocks/1/trial_id"].__setitem__(0, b"d" * 16)))
+    with h5py.File(path, "r") as f, pytest.raises(ShardError, match=f"^r: block 1: trial {'d' * 16} appears more than"):
+        check_blocks(f, "r", allow_deleted=True)
 
 
 def test_extra_columns_are_required_and_read_decoded(tmp_path):
