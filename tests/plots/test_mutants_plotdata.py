@@ -315,3 +315,21 @@ def test_a_summary_lacking_one_required_column_names_only_it(mini_run: RunPaths,
         table.drop(columns=[col]).to_csv(paths.summary, index=False)
         with pytest.raises(data.SummaryError, match=rf": no column {col}; "):
             data.Inputs.load("mini", tmp_path)
+
+
+def test_expected_trials_without_a_grid_file_says_exactly_that() -> None:
+    assert data.expected_trials(None) == (None, "no grid.yaml found")
+
+
+def test_paper_energy_trials_break_ties_by_the_smaller_gamma(summary: pd.DataFrame) -> None:
+    """Many γ whose best rows tie at the top accuracy: the smallest of those γ wins (a stable sort, in γ order)."""
+    row = summary[(summary["data.dataset"] == "two_moons") & (summary["condition"] == "pc-adamw-0.9")].iloc[0]
+    levels = [0.5, 0.5, 0.6, 0.5, 0.5, 0.5, 0.7, 0.5, 0.7, 0.6, 0.5, 0.7, 0.7, 0.7, 0.5, 0.7, 0.7, 0.7, 0.7, 0.6,
+              0.6]  # 21 γ: more than numpy sorts by insertion, so only a stable sort keeps γ order among ties
+    gammas = [round(0.01 * (i + 1), 2) for i in range(len(levels))]
+    table = pd.DataFrame([row] * len(levels)).reset_index(drop=True)
+    table["train.h_lr"] = gammas
+    table["accuracy"] = levels
+    table["trial_id"] = [f"{i:016x}" for i in range(len(levels))]
+    got = data.paper_energy_trials(table, "two_moons")
+    assert list(got["train.h_lr"]) == [gammas[levels.index(max(levels))]] == [0.07]
