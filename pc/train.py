@@ -97,8 +97,27 @@ def _forward(x, y, *, model):
 def _energy(x, *, model):
     """Batch-mean total energy (the paper's pmean) and per-sample per-layer energies [L]."""
     model(x)
-    per_layer = jnp.stack([vode.energy() for vode in model.vodes])
+    per_layer = _layer_energies(model)
     return jax.lax.pmean(model.energy(), "batch"), per_layer
+
+
+def _layer_energies(model) -> jax.Array:
+    """Per-sample energy of each Vode [L] (inside the batch vmap), for the metrics only.
+
+    Squared-error Vodes: 0.5 * sum((h - u)^2) summed as a fixed tree (`_tree_sum`), the value pcx's
+    `se_energy` gives up to rounding. XLA on CPU split pcx's sum into windows of 32 and wrote every squared
+    error out first, which took ~10-20% of a FashionMNIST batch; the tree fuses with the square. The
+    gradient still comes from pcx's own energy (`model.energy()`), whose value is not used, so not computed.
+    Other Vodes (the cross-entropy output) use pcx's `vode.energy()`.
+    """
+    out = []
+    for vode in model.vodes:
+        if vode.energy_fn.get() is pxc.se_energy:
+            error = vode.get("h") - vode.get("u")
+            out.append(0.5 * _tree_sum(error * error, 0))
+        else:
+            out.append(vode.energy())
+    return jnp.stack(out)
 
 
 @pxf.vmap(_VODE_AXES, in_axes=(0,), out_axes=0)
@@ -111,7 +130,7 @@ def _first_layer(x, *, model):
 def _energy_given_u1(u1, w_t, *, model):
     """`_energy` with the first layer's output and the later layers' W^T precomputed (the T state steps)."""
     model(None, u1=u1, w_t=w_t)
-    per_layer = jnp.stack([vode.energy() for vode in model.vodes])
+    per_layer = _layer_energies(model)
     return jax.lax.pmean(model.energy(), "batch"), per_layer
 
 
@@ -156,10 +175,11 @@ def train_on_batch(
     else:  # BP: T = 1 and no state to move, so the loss at t = 0 is the loss at t = T
         energies = jnp.stack([e, e])
     grads = [layer.nn.weight.get() for layer in g["model"].layers]
-    w_grad_norm = jnp.stack([jnp.linalg.norm(gw) for gw in grads])  # before Optim.step
-    w_grad_var = jnp.stack([_var(gw) for gw in grads])
+    stats = [_norm_and_var(gw) for gw in grads]  # before Optim.step
+    w_grad_norm = jnp.stack([norm for norm, _ in stats])
+    w_grad_var = jnp.stack([var for _, var in stats])
     optim_w.step(model, g["model"])
-    w_norm = jnp.stack([jnp.linalg.norm(layer.nn.weight.get()) for layer in model.layers])
+    w_norm = jnp.stack([_norm(layer.nn.weight.get()) for layer in model.layers])
     model.clear_params(pxc.VodeParam)  # keep the scan carry's structure fixed
     return {
         "energy": jnp.linalg.norm(energies, axis=1),
@@ -182,16 +202,50 @@ def _tree_sum(x: jax.Array, axis: int) -> jax.Array:
     return x[0]
 
 
-def _var(x: jax.Array, axis: int | None = None) -> jax.Array:
-    """`jnp.var` (population variance, two passes), summed in an order XLA cannot change.
+def _sum_all(x: jax.Array) -> jax.Array:
+    """Sum of every element as fixed trees, the leading axis first (no flattening, so no padded copy).
+
+    For a weight of shape (out, in) the first halvings add whole rows, which XLA fuses with the
+    elementwise work that produced them (a square, a deviation) into one pass over the weight; a flattened
+    tree had to materialize a padded copy of every weight whose size is not a power of two (784 x 1024).
+    """
+    while x.ndim > 1:
+        x = _tree_sum(x, 0)
+    return _tree_sum(x, 0)
+
+
+def _norm(x: jax.Array) -> jax.Array:
+    """Frobenius norm in a fixed order, squaring inside the first halving (one fused pass over the weight;
+    squaring first made XLA write the whole squared weight out and read it back)."""
+    half = x.shape[0] // 2
+    if x.ndim < 2 or x.shape[0] % 2:
+        return jnp.sqrt(_sum_all(x * x))
+    a, b = x[:half], x[half:]
+    return jnp.sqrt(_sum_all(a * a + b * b))
+
+
+def _norm_and_var(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(Frobenius norm, population variance) of a weight-shaped array in two fused passes, fixed order.
+
+    var = sum((x - mean)^2) / n (two passes, as `jnp.var`); the norm reuses both sums,
+    |x|^2 = n var + n mean^2 (exact algebra; both terms are >= 0, so no cancellation), instead of a third
+    pass over the array. Why: at FashionMNIST shapes these statistics were separate passes that each
+    read (and some wrote) the whole weight, ~15% of a batch at T = 1 on CPU (docs/pc.md).
+    """
+    n = x.size
+    mean = _sum_all(x) / n
+    deviation = x - mean
+    var = _sum_all(deviation * deviation) / n
+    return jnp.sqrt(n * (var + mean * mean)), var
+
+
+def _var(x: jax.Array, axis: int) -> jax.Array:
+    """`jnp.var` along `axis` (population variance, two passes), summed in an order XLA cannot change.
 
     With `jnp.var`, XLA on CPU reduced in a different order for some trial-axis sizes (64-4096 against
-    2-32), changing the last bits of `w_grad_var`; elementwise adds in a fixed tree round the same in every
-    group size. (`energy` and `energy_var` can still differ by a few ulps there: the per-sample energies
-    they report are rounded differently where XLA vectorizes their fusion differently; docs/pc.md.)
+    2-32), changing the last bits; elementwise adds in a fixed tree round the same in every group size.
+    (The weight statistics use `_norm_and_var`, the same rule over a whole array.)
     """
-    if axis is None:
-        x, axis = x.reshape(-1), 0
     n = x.shape[axis]
     deviation = x - jnp.expand_dims(_tree_sum(x, axis) / n, axis)
     return _tree_sum(deviation * deviation, axis) / n
