@@ -3,7 +3,8 @@
 The estimate is checked against XLA's own buffer assignment of the compiled group program (arguments +
 outputs + temporaries, `Compiled.memory_analysis()`): tests/pc/test_pc_memory.py requires it to be an
 upper bound and at most 5x too high; on the shapes measured it is 2.4-3.5x. On a GPU, jax's allocator also
-reports `peak_bytes_in_use`, which `scripts/gpu-check` can compare (not checked here: no GPU).
+reports `peak_bytes_in_use`, which `scripts/gpu-check` (section 6) compares with this estimate (it has not run
+on a GPU yet).
 """
 
 from __future__ import annotations
