@@ -42,6 +42,7 @@ bench: install  ## run the benchmarks (prints ratios against baselines measured 
 	$(BIN)/python bench/train_throughput.py --quick
 	$(BIN)/python bench/launch_scale.py
 	$(BIN)/python bench/collect_scale.py --trials 5000
+	$(BIN)/python bench/plan_accuracy.py  # predicted vs measured task seconds on the local SLURM (7-10 min)
 
 slurm-up:  ## start the local single-node SLURM cluster (root, Debian/Ubuntu)
 	scripts/slurm-dev-cluster up

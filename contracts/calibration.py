@@ -17,8 +17,14 @@ spends per full epoch in steady state, and the peak memory where the device repo
    measured values are made non-decreasing in width first (noise at tiny widths can invert them). A family
    of another kind, T or batch size is scaled by the FLOP ratio of the two configs;
 3. times the trial's batches per epoch and epochs, never below `MIN_TRIAL_S`;
-4. the compile seconds of the nearest measured program (per program, counted once per group by the planner).
+4. the compile seconds of the nearest measured program (per program, counted once per group by the planner),
+   and what a persistent-cache hit of that program costs (`cached_compile_s`: the trace and lowering, which a
+   hit still pays; the full compile for a file that did not measure them).
 Group size: each width uses its measured group size nearest (in log) to the group the trial runs in.
+The planner also adds `task_start_s` per task (a fresh python importing the task side and jax; 0 for a file
+that did not measure it) and counts the full compile only once per `program_key`: the tasks share jax's
+persistent compilation cache, and groups that differ only in what the compiled program does not see (two
+moons or two circles, the data seed and noise) compile to the same program.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from contracts.atomic import write_json_atomic
-from contracts.config import TrialConfig
+from contracts.config import TrialConfig, static_key
 
 SCHEMA = "pcsweep-calibration"
 VERSION = 1
 FOLDER = ".calibration"  # under the run root
+CACHE_LOAD_S = 0.1  # reading one program from the persistent compilation cache, beyond its trace and lowering
 MIN_TRIAL_S = 0.05  # floor per trial: dispatch, metric transfers and result writing of even the tiniest trial
 IMAGE_TRAIN_SIZE = 60_000  # fashion_mnist and mnist train sets
 FAMILIES = {"two_moons": "toy", "two_circles": "toy", "fashion_mnist": "images", "mnist": "images"}
@@ -58,6 +65,7 @@ class GroupCost:
     epochs_timed: int  # steady epochs the figure is the mean of
     peak_bytes: int | None = None  # device peak while the program ran (None where the device reports none)
     est_bytes: int | None = None  # pc.memory's estimate for the whole program, for comparison
+    trace_s: float | None = None  # of compile_s, the trace + lowering (paid again on a persistent-cache hit)
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class Calibration:
     shapes: tuple[ShapeCost, ...]
     data_load_s: dict[str, float] = field(default_factory=dict)  # per dataset: loading it for a group
     host: dict[str, Any] = field(default_factory=dict)  # threads, load average while measuring, quick flag
+    task_start_s: float | None = None  # a task's fixed start: fresh python, task side, jax and pcx imports
     path: str = ""  # where it was read from (not stored)
 
 
@@ -102,6 +111,12 @@ class Estimate:
     trial_s: float
     compile_s: float
     shape: str  # the measured shape used, e.g. "two_moons pc w128 T8 B32 n32"
+    cached_compile_s: float | None = None  # the program again from the persistent cache (None: compile_s)
+
+    @property
+    def repeat_compile_s(self) -> float:
+        """Seconds a group of an already compiled program pays (trace + lowering + cache load)."""
+        return self.compile_s if self.cached_compile_s is None else self.cached_compile_s
 
 
 def file_name(device_kind: str) -> str:
@@ -145,6 +160,11 @@ def _group(obj: Any, where: str) -> GroupCost:
     for key in ("peak_bytes", "est_bytes"):
         if obj.get(key) is not None:
             _need(obj, key, int, where)
+    if obj.get("trace_s") is not None:
+        trace = float(_need(obj, "trace_s", (int, float), where))
+        if not 0 <= trace <= g.compile_s:
+            raise CalibrationError(f"{where}.trace_s: got {trace!r}; expected 0 <= trace_s <= compile_s")
+        g = dataclasses.replace(g, trace_s=trace)
     return g
 
 
@@ -186,8 +206,13 @@ def calibration_from_dict(obj: Any, where: str = "calibration") -> Calibration:
     if not isinstance(loads, Mapping) or not all(isinstance(v, int | float) and not isinstance(v, bool)
                                                  and v >= 0 for v in loads.values()):
         raise CalibrationError(f"{where}.data_load_s: got {loads!r}; expected seconds per dataset")
+    start = obj.get("task_start_s")
+    if start is not None:
+        start = float(_need(obj, "task_start_s", (int, float), where))
+        if start < 0:
+            raise CalibrationError(f"{where}.task_start_s: got {start!r}; expected seconds >= 0")
     return Calibration(
-        platform=platform, device_kind=_need(obj, "device_kind", str, where),
+        task_start_s=start, platform=platform, device_kind=_need(obj, "device_kind", str, where),
         device_name=_need(obj, "device_name", str, where), date=_need(obj, "date", str, where),
         versions=dict(_need(obj, "versions", dict, where)),
         shapes=tuple(_shape(s, f"{where}.shapes[{i}]") for i, s in enumerate(shapes)),
@@ -310,11 +335,24 @@ def estimate(cal: Calibration, cfg: TrialConfig, group: int = 1) -> Estimate | N
     seconds = max(MIN_TRIAL_S, per_batch * train_batches(cfg) * cfg.train.epochs)
     program = shape.group(group)
     label = f"{shape.dataset} {shape.kind} w{shape.width} T{shape.T} B{shape.batch_size} n{program.n}"
-    return Estimate(seconds, program.compile_s, label)
+    cached = None if program.trace_s is None else min(program.compile_s, program.trace_s + CACHE_LOAD_S)
+    return Estimate(seconds, program.compile_s, label, cached)
+
+
+def program_key(cfg: TrialConfig) -> str:
+    """What the compiled program of a static group depends on: its static key with the dataset replaced by its
+    family and without the data seed and noise. Groups with equal keys (two moons and two circles of one
+    shape) compile to the same program, so all but the first load it from the persistent compilation cache."""
+    mapping = json.loads(static_key(cfg))
+    data = mapping.get("data", {})
+    data["dataset"] = FAMILIES.get(data.get("dataset"), data.get("dataset"))
+    data.pop("seed", None)
+    data.pop("noise", None)
+    return json.dumps(mapping, sort_keys=True, separators=(",", ":"))
 
 
 __all__ = [
-    "FOLDER", "MIN_TRIAL_S", "SCHEMA", "VERSION", "Calibration", "CalibrationError", "Estimate", "GroupCost",
-    "ShapeCost", "batch_flops", "calibration_from_dict", "dims_of", "estimate", "file_name", "find_calibration",
-    "read_calibration", "to_dict", "train_batches", "write_calibration",
+    "CACHE_LOAD_S", "FOLDER", "MIN_TRIAL_S", "SCHEMA", "VERSION", "Calibration", "CalibrationError", "Estimate",
+    "GroupCost", "ShapeCost", "batch_flops", "calibration_from_dict", "dims_of", "estimate", "file_name",
+    "find_calibration", "program_key", "read_calibration", "to_dict", "train_batches", "write_calibration",
 ]

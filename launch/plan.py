@@ -11,9 +11,11 @@ Rules (docs/launch-cli.md, "Planning"):
    static keys, but only whole groups; a piece of a split group always has a task to itself.
 4. Capacity is `trials_per_task` trials, or `task_minutes` of estimated run time (`CostModel`): from a
    calibration of the platform (`python -m pc.calibrate`, `contracts.calibration.estimate`: measured
-   seconds per trial-epoch of the nearest shape, and each group in a task adds its measured compile
-   seconds and data load) when one is given, else a rough FLOP count over a throughput
-   (`estimate_trial_seconds`) with GROUP_OVERHEAD_S per group.
+   seconds per trial-epoch of the nearest shape; each group in a task adds its data load and its measured
+   compile seconds, the full compile for the first group (or piece) of a program in plan order and the
+   persistent-cache load for later ones (`contracts.calibration.program_key`); each task adds the measured
+   task start) when one is given, else a rough FLOP count over a throughput (`estimate_trial_seconds`) with
+   GROUP_OVERHEAD_S per group.
 5. Tasks are split into array jobs of at most `max_array_size` tasks (SLURM's MaxArraySize caps
    the array index, so an array of N tasks needs N <= MaxArraySize).
 The task key is a hash of the task's sorted trial ids, so the same trials always form the same
@@ -31,7 +33,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from contracts.calibration import MIN_TRIAL_S, Calibration, Estimate, estimate
+from contracts.calibration import MIN_TRIAL_S, Calibration, Estimate, estimate, program_key
 from contracts.config import PER_TRIAL_KEYS, TrialConfig, static_key
 from grids.sweep import fast_trial_id
 
@@ -73,15 +75,33 @@ class CostModel:
     def for_platform(cls, platform: str, calibration: Calibration | None = None) -> CostModel:
         return cls(platform, FLOPS_PER_S[platform], calibration)
 
+    @property
+    def task_start_s(self) -> float:
+        """Seconds every task pays before its first group (measured by the calibration; 0 without one)."""
+        return (self.calibration.task_start_s or 0.0) if self.calibration is not None else 0.0
+
     def group_cost(self, cfg: TrialConfig, n_trials: int) -> tuple[float, float, Estimate | None]:
         """(seconds per trial, overhead per group in a task, calibration.Estimate or None) for a static group
-        of `n_trials` trials like `cfg` (it runs in programs of at most MAX_GROUP trials)."""
+        of `n_trials` trials like `cfg` (it runs in programs of at most MAX_GROUP trials). The overhead counts
+        a full compile; `make_plan` lowers it for a program compiled before (Estimate.repeat_compile_s)."""
         est = None
         if self.calibration is not None:
             est = estimate(self.calibration, cfg, min(n_trials, MAX_GROUP.get(self.platform, 4096)))
         if est is None:
             return estimate_trial_seconds(cfg, flops_per_s=self.flops_per_s), GROUP_OVERHEAD_S, None
-        return est.trial_s, est.compile_s + self.calibration.data_load_s.get(cfg.data.dataset, 0.0), est
+        return est.trial_s, est.compile_s + self.data_load_s(cfg), est
+
+    def data_load_s(self, cfg: TrialConfig) -> float:
+        """Measured seconds to load the trial's data set (0 without a calibration or a measurement)."""
+        return self.calibration.data_load_s.get(cfg.data.dataset, 0.0) if self.calibration is not None else 0.0
+
+    def program_size(self, n_trials: int) -> int:
+        """The padded program size a piece of `n_trials` trials runs at (powers of two from 2, at most
+        MAX_GROUP), for telling programs apart."""
+        size = 2
+        while size < min(n_trials, MAX_GROUP.get(self.platform, 4096)):
+            size *= 2
+        return size
 
 
 @dataclass(frozen=True)
@@ -175,6 +195,7 @@ class _Group:
     seconds: float = 0.0
     overhead: float = GROUP_OVERHEAD_S
     est: Estimate | None = None
+    program: str = ""  # contracts.calibration.program_key (calibrated groups only)
 
 
 @dataclass(frozen=True)
@@ -237,32 +258,46 @@ def _group_trials(trials: Sequence[TrialConfig], cost: CostModel) -> tuple[list[
         of_trial.append(group)
     for group in groups.values():
         group.seconds, group.overhead, group.est = cost.group_cost(group.cfg, len(group.members))
+        if group.est is not None:
+            group.program = program_key(group.cfg)
     return list(groups.values()), [g.seconds for g in of_trial]
 
 
-def _cut_pieces(groups: Sequence[_Group], unit_cost: float | None, capacity: float) -> list[_Piece]:
+def _cut_pieces(groups: Sequence[_Group], unit_cost: float | None, capacity: float,
+                cost: CostModel | None = None) -> list[_Piece]:
     """Rule 2: a group that does not fit one task is cut into the fewest near-equal pieces that fit.
 
     `unit_cost` is the cost of one trial when counting trials (1), None when counting seconds (then each
-    piece also pays its group's overhead).
+    piece also pays its group's overhead). With a calibration (`cost`), a piece whose program (program key and
+    padded size) came earlier in plan order pays the persistent-cache load instead of the compile: tasks share
+    the cache, and run in plan order where they run one after another.
     """
     pieces: list[_Piece] = []
+    compiled: set[tuple[str, int]] = set()
     for group in groups:
-        cost = group.seconds if unit_cost is None else unit_cost
-        per_piece = max(1, int((capacity - (group.overhead if unit_cost is None else 0.0)) / cost + 1e-9))
+        per = group.seconds if unit_cost is None else unit_cost
+        per_piece = max(1, int((capacity - (group.overhead if unit_cost is None else 0.0)) / per + 1e-9))
         n_pieces = math.ceil(len(group.members) / per_piece)
         size, extra = divmod(len(group.members), n_pieces)
         start = 0
         for p in range(n_pieces):
             end = start + size + (1 if p < extra else 0)
-            pieces.append(_Piece(group.members[start:end], n_pieces == 1, group.overhead))
+            overhead = group.overhead
+            if group.est is not None and cost is not None:
+                program = (group.program, cost.program_size(end - start))
+                if program in compiled:
+                    overhead = group.est.repeat_compile_s + cost.data_load_s(group.cfg)
+                compiled.add(program)
+            pieces.append(_Piece(group.members[start:end], n_pieces == 1, overhead))
             start = end
     return pieces
 
 
-def _pack(pieces: Sequence[_Piece], costs: Sequence[float], capacity: float, count_overhead: bool) -> list[_Bin]:
+def _pack(pieces: Sequence[_Piece], costs: Sequence[float], capacity: float, count_overhead: bool,
+          task_start_s: float = 0.0) -> list[_Bin]:
     """Rule 3: a piece of a split group gets a task of its own; a whole group goes to the first of the last
-    OPEN_BINS shareable tasks with room (bounded first fit: near grid order, linear time), else a new one."""
+    OPEN_BINS shareable tasks with room (bounded first fit: near grid order, linear time), else a new one.
+    Every task starts at `task_start_s` (counted only when counting seconds)."""
     bins: list[_Bin] = []
     open_bins: list[_Bin] = []
     for piece in pieces:
@@ -271,7 +306,7 @@ def _pack(pieces: Sequence[_Piece], costs: Sequence[float], capacity: float, cou
         if piece.whole:
             target = next((b for b in open_bins if b.cost + cost <= capacity + 1e-9), None)
         if target is None:
-            target = _Bin()
+            target = _Bin(cost=task_start_s if count_overhead else 0.0)
             bins.append(target)
             if piece.whole:
                 open_bins = (open_bins + [target])[-OPEN_BINS:]
@@ -320,17 +355,20 @@ def make_plan(
         trial_ids = [fast_trial_id(c) for c in trials]
     cost = cost or CostModel(flops_per_s=flops_per_s)
     groups, seconds = _group_trials(trials, cost)
+    start_s = cost.task_start_s
     if trials_per_task is not None:  # capacity counted in trials
         capacity, unit_cost = float(trials_per_task), 1.0
         costs: Sequence[float] = [1.0] * len(trials)
-    else:  # capacity counted in estimated seconds
+        pieces = _cut_pieces(groups, unit_cost, capacity, cost)
+    else:  # capacity counted in estimated seconds; each task first pays its start
         capacity, unit_cost = task_minutes * 60.0, None  # type: ignore[operator]
         costs = seconds
-    bins = _pack(_cut_pieces(groups, unit_cost, capacity), costs, capacity, unit_cost is None)
+        pieces = _cut_pieces(groups, unit_cost, max(capacity - start_s, 1e-9), cost)
+    bins = _pack(pieces, costs, capacity, unit_cost is None, start_s)
     tasks = []
     for b in bins:
         ids = tuple(trial_ids[i] for i in b.members)
-        est = b.overhead + sum(seconds[i] for i in b.members)
+        est = start_s + b.overhead + sum(seconds[i] for i in b.members)
         tasks.append(Task(task_key(ids), ids, b.groups, round(est, 1)))
     cal = cost.calibration
     return Plan(grid=grid, tasks=tuple(tasks), arrays=_split_arrays(len(tasks), max_array_size),

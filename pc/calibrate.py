@@ -6,6 +6,10 @@ first epoch pays the compile (metered by `pc.compile_time`, with the persistent 
 the figure is a real compile), the next ones give the steady seconds per trial-epoch, scaled from the
 timed batches to a full epoch. Peak memory comes from the device's `peak_bytes_in_use` where it reports
 one (GPUs; counted when the program raised the process's peak), with `pc.memory`'s estimate beside it.
+Of the compile seconds it also keeps the trace and lowering (`trace_s`: all but jax's backend-compile events),
+which a task pays again when it loads the program from the persistent compilation cache, and it times a
+task's fixed start once (`task_start_s`: a fresh python importing the task side, jax and pcx and starting the
+device, as every SLURM task does before its first group).
 The file goes to `ROOT/.calibration/<device kind>.json` (`contracts.calibration`), which `launch` reads.
 
 Programs whose estimated steady epoch would take longer than `--max-program-s` are skipped (the largest
@@ -20,6 +24,7 @@ import importlib.metadata as md
 import math
 import os
 import platform as pyplatform
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -46,6 +51,9 @@ QUICK_SHAPES = ("two_moons:pc:32", "two_moons:bp:32")
 QUICK_GROUPS = (2, 8)
 ASSUMED_FLOPS = {"cpu": 2e10, "cuda": 2e12}  # only to choose how many batches to time, never reported
 MAX_PROGRAM_S = {"cpu": 30.0, "cuda": 60.0}  # estimated steady epoch of one program above this: skipped
+BACKEND_EVENT = "/jax/core/compile/backend_compile_duration"  # the XLA compile a persistent-cache hit skips
+TASK_START_CODE = "import launch.task, pc.trials, pcx, jax; jax.devices()"  # what a task does before group 1
+TASK_START_RUNS = 2  # fresh processes timed; the mean is kept
 
 
 class CalibrateError(ValueError):
@@ -114,6 +122,35 @@ def _device_peak() -> int | None:
     return (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
 
 
+_BACKEND_S: list[float] = []  # durations of jax's backend-compile events (listener registered once)
+
+
+def _on_event(event: str, duration: float, **_: object) -> None:
+    if event == BACKEND_EVENT:
+        _BACKEND_S.append(duration)
+
+
+def _backend_seconds() -> float:
+    """Backend-compile seconds seen so far in this process (registers the listener on first use)."""
+    if not _BACKEND_S:
+        from jax import monitoring  # lazy, as above
+
+        monitoring.register_event_duration_secs_listener(_on_event)
+        _BACKEND_S.append(0.0)
+    return sum(_BACKEND_S)
+
+
+def measure_task_start(runs: int = TASK_START_RUNS) -> float:
+    """Mean seconds of a fresh python that imports the task side, jax and pcx and starts the device: what each
+    task pays once before its first group (same interpreter and environment as this process)."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", TASK_START_CODE], check=True, capture_output=True, timeout=300)
+        times.append(time.perf_counter() - t0)
+    return round(sum(times) / len(times), 3)
+
+
 def measure_program(cfg: TrialConfig, n: int, batches: int, epochs_timed: int) -> GroupCost:
     """Compile and run one program of `n` trials on the first `batches` batches; see the module docstring."""
     import jax.numpy as jnp  # lazy, as above
@@ -132,6 +169,7 @@ def measure_program(cfg: TrialConfig, n: int, batches: int, epochs_timed: int) -
     cfgs = [cfg.replace(seed=i) for i in range(n)]
     orders = [batch_orders(c.seed, batches, epochs_timed + 1) for c in cfgs]
     peak_before = _device_peak()
+    backend_before = _backend_seconds()
     steady = []
     with measure_compile() as meter:
         program = train.get_program(cfg, ds.d_in, ds.n_classes, n)
@@ -142,13 +180,15 @@ def measure_program(cfg: TrialConfig, n: int, batches: int, epochs_timed: int) -
                 program.epoch(perm, data)  # returns numpy: the epoch has finished
                 steady.append(time.perf_counter() - t0)
             compile_s = meter.seconds
+    trace_s = min(compile_s, max(0.0, compile_s - (_backend_seconds() - backend_before)))
     train.drop_program(cfg, ds.d_in, ds.n_classes, n)
     peak_after = _device_peak()
     peak = peak_after if peak_after is not None and peak_after > (peak_before or 0) else None
     epoch_s = sum(steady[1:]) / epochs_timed * full / batches
     return GroupCost(n=n, compile_s=round(compile_s, 3), trial_epoch_s=float(f"{epoch_s / n:.4g}"),
                      epochs_timed=epochs_timed, peak_bytes=peak,
-                     est_bytes=n * per_trial_bytes(program.dims, cfg.data.batch_size, cfg.train.T, batches))
+                     est_bytes=n * per_trial_bytes(program.dims, cfg.data.batch_size, cfg.train.T, batches),
+                     trace_s=round(trace_s, 3))
 
 
 def measure_data_load(cfg: TrialConfig) -> float:
@@ -220,6 +260,7 @@ def calibrate(s: Settings, *, progress: bool = True) -> Calibration:
     loads: dict[str, float] = {}
     shapes = []
     load_before = os.getloadavg()[0]
+    task_start = measure_task_start()
     bar = tqdm(s.shapes, desc="calibrate", unit="shape", disable=not progress, file=sys.stderr)
     for cfg in bar:
         bar.set_postfix_str(f"{cfg.data.dataset} {cfg.model.kind} w{cfg.model.width}")
@@ -239,7 +280,7 @@ def calibrate(s: Settings, *, progress: bool = True) -> Calibration:
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Calibration(platform=platform, device_kind=kind, device_name=name, date=date, versions=versions,
-                       shapes=tuple(shapes), data_load_s=loads, host=host)
+                       shapes=tuple(shapes), data_load_s=loads, host=host, task_start_s=task_start)
 
 
 def _version(pkg: str) -> str:
@@ -251,15 +292,18 @@ def _version(pkg: str) -> str:
 
 def render_table(cal: Calibration) -> str:
     """The calibration as a Markdown table (docs/pc.md "Calibration")."""
-    lines = ["| shape | dims | group | compile s | s / trial-epoch | peak MiB | est MiB |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| shape | dims | group | compile s | trace s | s / trial-epoch | peak MiB | est MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for sh in cal.shapes:
         label = f"{'constant' if sh.constant_width else sh.dataset} {sh.kind} w{sh.width}"
         for g in sh.groups:
             peak = f"{g.peak_bytes / 2**20:.0f}" if g.peak_bytes else "-"
             est = f"{g.est_bytes / 2**20:.0f}" if g.est_bytes else "-"
-            lines.append(f"| {label} | {'x'.join(map(str, sh.dims))} | {g.n} | {g.compile_s:.1f} | "
+            trace = "-" if g.trace_s is None else f"{g.trace_s:.1f}"
+            lines.append(f"| {label} | {'x'.join(map(str, sh.dims))} | {g.n} | {g.compile_s:.1f} | {trace} | "
                          f"{g.trial_epoch_s:.4g} | {peak} | {est} |")
+    if cal.task_start_s is not None:
+        lines.append(f"\ntask start (fresh python, task side, jax, pcx, device): {cal.task_start_s:.1f} s")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from contracts.calibration import (
+    CACHE_LOAD_S,
     FOLDER,
     MIN_TRIAL_S,
     Calibration,
@@ -18,6 +19,7 @@ from contracts.calibration import (
     ShapeCost,
     dims_of,
     estimate,
+    program_key,
     to_dict,
     train_batches,
     write_calibration,
@@ -232,3 +234,67 @@ def test_constant_width_shapes_scale_in_and_out_with_the_width():
     # a non-constant FashionMNIST trial never uses the constant shapes
     assert estimate(cal, TrialConfig().replace(**{"data.dataset": "fashion_mnist", "data.batch_size": 128,
                                                   "model.width": 784}), 2).shape.startswith("fashion_mnist pc w1024")
+
+
+# --- the persistent compilation cache and the task start (bench/plan_accuracy.py found both) ------------------
+
+def with_trace(cal: Calibration, trace_s: float, task_start_s: float | None = None) -> Calibration:
+    """`cal` as a newer calibration writes it: trace + lowering seconds per program and the task start."""
+    shapes = tuple(dataclasses.replace(s, groups=tuple(dataclasses.replace(g, trace_s=trace_s) for g in s.groups))
+                   for s in cal.shapes)
+    return dataclasses.replace(cal, shapes=shapes, task_start_s=task_start_s)
+
+
+def test_program_key_ignores_only_what_the_compiled_program_does_not_see():
+    base = moons(**{"model.width": 128})
+    same = [base.replace(**{"data.dataset": "two_circles"}), base.replace(**{"data.seed": 7}),
+            base.replace(**{"data.noise": 0.05}), base.replace(seed=3, **{"train.h_lr": 0.3, "train.w_lr": 0.1})]
+    assert all(program_key(c) == program_key(base) for c in same)
+    other = [base.replace(**{"model.width": 256}), base.replace(**{"train.T": 4}),
+             base.replace(**{"model.kind": "bp", "train.T": 1}), base.replace(**{"data.n_samples": 512}),
+             base.replace(**{"model.activation": "tanh"})]
+    assert len({program_key(c) for c in [base, *other]}) == 1 + len(other)
+
+
+def test_a_repeated_program_pays_the_cache_load_not_the_compile():
+    trials = [moons(**{"data.dataset": ds, "model.width": 128, "seed": s})
+              for ds in ("two_moons", "two_circles") for s in range(4)]
+    per_trial = sum(seconds(c, 4) for c in trials)
+    cal = with_trace(CAL, trace_s=0.5)
+    plan = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", cal))
+    assert len(plan.tasks) == 1 and plan.tasks[0].groups == 2
+    # two moons compiles (6.02 s + 0.1 s data); two circles is the same program: trace 0.5 + cache load
+    want = per_trial + (6.02 + 0.1) + (0.5 + CACHE_LOAD_S + CAL.data_load_s.get("two_circles", 0.0))
+    assert plan.tasks[0].est_s == pytest.approx(want, abs=0.1)
+    # a file that did not measure the trace seconds counts a full compile for both (as before)
+    old = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
+    assert old.tasks[0].est_s == pytest.approx(per_trial + 2 * 6.02 + 0.1, abs=0.1)
+    # two widths are two programs: both compile
+    wide = [c.replace(**{"model.width": 1024}) if c.data.dataset == "two_circles" else c for c in trials]
+    two = make_plan(wide, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", cal))
+    assert two.tasks[0].est_s == pytest.approx(sum(seconds(c, 4) for c in wide) + 6.02 + 0.1 + 9.04, abs=0.1)
+
+
+def test_pieces_of_a_split_group_compile_once():
+    trials = [moons(**{"model.width": 1024, "seed": s}) for s in range(40)]  # 6.4 s per trial (see above)
+    plan = make_plan(trials, grid="g", task_minutes=1, cost=CostModel.for_platform("cpu", with_trace(CAL, 1.0)))
+    est = sorted(t.est_s for t in plan.tasks)
+    compiled = [t for t in plan.tasks if t.est_s - 6.4 * len(t.trial_ids) > 5]
+    assert len(compiled) == 1  # the first piece pays 9.32 s; the others 1.0 + 0.1 s from the cache
+    assert all(e <= 60 for e in est) and sum(len(t.trial_ids) for t in plan.tasks) == 40
+
+
+def test_each_task_pays_the_measured_start_once():
+    trials = [moons(**{"model.width": w, "seed": s}) for w in (32, 1024) for s in range(4)]
+    base = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5)))
+    started = make_plan(trials, grid="g", task_minutes=60,
+                        cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5, task_start_s=4.0)))
+    assert len(base.tasks) == len(started.tasks) == 1
+    assert started.tasks[0].est_s == pytest.approx(base.tasks[0].est_s + 4.0, abs=0.1)
+    # the start counts against the task's capacity: a task that fits 60 s without it is cut with it
+    one = [moons(**{"model.width": 1024, "seed": s}) for s in range(6)]  # group 6 -> n2: 6 x 8 + 9.02 + 0.1 = 57 s
+    fits = make_plan(one, grid="g", task_minutes=1, cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5)))
+    cut = make_plan(one, grid="g", task_minutes=1,
+                    cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5, task_start_s=8.0)))
+    assert len(fits.tasks) == 1 and len(cut.tasks) == 2
+    assert all(t.est_s <= 60 for t in cut.tasks)

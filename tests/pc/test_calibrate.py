@@ -50,6 +50,20 @@ def test_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp.*"))  # written through a temporary sibling
 
 
+def test_trace_and_task_start_round_trip_and_are_optional(tmp_path):
+    groups = (dataclasses.replace(CAL.shapes[0].groups[0], trace_s=1.25),)
+    cal = dataclasses.replace(CAL, task_start_s=3.5, shapes=(dataclasses.replace(CAL.shapes[0], groups=groups),))
+    back = read_calibration(write_calibration(tmp_path, cal))
+    assert back.task_start_s == 3.5 and back.shapes[0].groups[0].trace_s == 1.25
+    old = to_dict(CAL)  # a file written before these were measured reads as "not measured"
+    old.pop("task_start_s")
+    for g in old["shapes"][0]["groups"]:
+        g.pop("trace_s")
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    back = read_calibration(tmp_path / "old.json")
+    assert back.task_start_s is None and all(g.trace_s is None for g in back.shapes[0].groups)
+
+
 def test_file_name_is_safe():
     assert file_name("cpu") == "cpu.json"
     assert file_name("NVIDIA H100 80GB HBM3") == "NVIDIA_H100_80GB_HBM3.json"
@@ -83,6 +97,11 @@ def _damaged(obj) -> str:
     (_damaged(lambda d: {**d, "shapes": [{**d["shapes"][0], "groups": [7]}]}),
      r"shapes\[0\]\.groups\[0\]\.n: got None"),
     (_damaged(lambda d: {**d, "data_load_s": {"x": "slow"}}), r"data_load_s: got"),
+    (_damaged(lambda d: {**d, "task_start_s": -1.0}), r"calibration\.task_start_s: got -1\.0; expected seconds >= 0"),
+    (_damaged(lambda d: {**d, "task_start_s": "slow"}), r"calibration\.task_start_s: got 'slow'"),
+    (_damaged(lambda d: {**d, "shapes": [{**d["shapes"][0], "groups": [{**d["shapes"][0]["groups"][0],
+                                                                          "trace_s": 99.0}]}]}),
+     r"shapes\[0\]\.groups\[0\]\.trace_s: got 99\.0; expected 0 <= trace_s <= compile_s"),
 ])
 def test_a_damaged_or_foreign_file_is_one_line_naming_it(tmp_path, text, why):
     path = tmp_path / "cpu.json"
@@ -147,6 +166,10 @@ def test_quick_calibration_on_cpu_writes_a_valid_file(tmp_path):
     for s in cal.shapes:
         assert [g.n for g in s.groups] == [2, 8]
         assert all(g.compile_s > 0 and g.trial_epoch_s > 0 and g.peak_bytes is None for g in s.groups)
+        # the trace + lowering a persistent-cache hit still pays: a part of the compile, never all of it
+        assert all(g.trace_s is not None and 0 < g.trace_s < g.compile_s for g in s.groups)
+    assert cal.task_start_s is not None and 0.3 < cal.task_start_s < 60  # python + jax + pcx imports, measured
+    assert f"task start (fresh python, task side, jax, pcx, device): {cal.task_start_s:.1f} s" in out.stdout
     assert cal.versions["jax"] and cal.versions["pcx"]
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("calibrate: 2 shapes, 4 programs on cpu") and last.endswith(f"{tmp_path}/{FOLDER}/cpu.json")
