@@ -49,7 +49,6 @@ from contracts.paths import RunPaths  # noqa: E402
 from contracts.shard import open_shard  # noqa: E402
 from grids.grid import Grid, load_grid  # noqa: E402
 from launch.cancel import cancel  # noqa: E402
-from launch.environment import thread_environment  # noqa: E402
 from launch.manifest import array_records  # noqa: E402
 from launch.options import LaunchOptions  # noqa: E402
 from launch.prepare import LaunchPlan, prepare_launch  # noqa: E402
@@ -124,18 +123,6 @@ def options(root: Path, task_minutes: float) -> LaunchOptions:
     """As production, minus the GPU and the container; one task at a time on the 2-core node."""
     return LaunchOptions(root=root, executor="slurm", container=False, platform="cpu", partition="cpu", gpus=0,
                          cpus=2, max_parallel=1, task_minutes=task_minutes, time_min=30)
-
-
-def pin_xla_flags(cpus: int) -> str | None:
-    """The XLA_FLAGS a task gets from its allocation must be flags XLA parses. When `launch.environment` would
-    write a word without `--` (XLA then drops the flags after it, `--xla_cpu_use_thunk_runtime=false` among
-    them, and the task trains on the slower thunk runtime that the calibration did not measure), export clean
-    flags here (sbatch passes them on; the task keeps them) and return them; else None."""
-    flags = thread_environment({"SLURM_CPUS_PER_TASK": str(cpus)}).get("XLA_FLAGS", "")
-    if all(word.startswith("--") for word in flags.split()) or os.environ.get("XLA_FLAGS"):
-        return None
-    os.environ["XLA_FLAGS"] = "--xla_cpu_use_thunk_runtime=false --xla_cpu_multi_thread_eigen=true"
-    return os.environ["XLA_FLAGS"]
 
 
 def sacct_rows(job_ids: list[str]) -> dict[str, dict[str, str]]:
@@ -218,10 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cal_path, cal_s = calibrate(grid, root, args.calibration)
         opts = options(root, args.task_minutes or 1.5)
-        pinned = pin_xla_flags(opts.cpu_count)
-        if pinned:
-            print(f"XLA_FLAGS pinned to {pinned!r} for the tasks: launch.environment adds a word XLA cannot parse",
-                  flush=True)
         lp = prepare_launch(grid, opts)
         if args.task_minutes is None:  # size tasks so the plan has about TASKS of them, whatever this CPU measured
             total_s = sum(t.est_s for t in lp.plan.tasks)
@@ -276,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "trials": len(grid.trials), "groups": lp.plan.groups, "failed_tasks": failed, "wall_s": round(wall_s, 1),
         "calibrate_s": round(cal_s, 1), "calibration": str(cal_path), "load_average": [round(x, 2) for x in
                                                                                         os.getloadavg()],
-        "quick": args.quick, "root": str(root) if args.keep or args.root else None, "xla_flags_pinned": pinned,
+        "quick": args.quick, "root": str(root) if args.keep or args.root else None,
         "task_xla_flags": sorted({b.get("xla_flags", "") for b in breakdown.values()}),
     }
     if not args.keep and args.root is None:

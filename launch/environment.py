@@ -34,17 +34,18 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 def thread_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """Thread counts from the allocation, not the whole node: with SLURM_CPUS_PER_TASK=N, OpenMP, MKL and
-    OpenBLAS get N threads and XLA's CPU backend N intra-op threads (`--xla_cpu_multi_thread_eigen=true
-    intra_op_parallelism_threads=N` added to XLA_FLAGS). Values the user already set are kept; {} outside
-    SLURM or for a malformed count."""
+    OpenBLAS get N threads. Values the user already set are kept; {} outside SLURM or for a malformed count.
+
+    XLA_FLAGS is left alone: XLA's CPU client sizes its thread pool from the CPUs the process may run on,
+    which SLURM already limits to the allocation. (An earlier version appended
+    `--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=N`; the second word is not an XLA flag,
+    XLA stopped reading XLA_FLAGS there and dropped the `--xla_cpu_use_thunk_runtime=false` that `pc`
+    appends, so SLURM tasks trained on the 3-5x slower thunk runtime; bench/plan_accuracy.py found it.)
+    """
     cpus = environ.get("SLURM_CPUS_PER_TASK", "")
     if not (cpus.isascii() and cpus.isdigit()) or int(cpus) < 1:
         return {}
-    env = {var: cpus for var in THREAD_VARS if not environ.get(var)}
-    flags = environ.get("XLA_FLAGS", "")
-    if "intra_op_parallelism_threads" not in flags and "xla_cpu_multi_thread_eigen" not in flags:
-        env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cpus}".strip()
-    return env
+    return {var: cpus for var in THREAD_VARS if not environ.get(var)}
 
 
 def apply_task_environment(paths: RunPaths, platform: str | None,
