@@ -250,7 +250,7 @@ def test_expected_trials_of_a_grid_that_no_longer_expands(tmp_path: Path) -> Non
     folder.mkdir()
     expected, note = data.expected_trials(folder)
     assert expected is None and note.startswith(f"could not expand {folder} (")
-    with pytest.raises(GridError):
+    with pytest.raises(GridError, match=r"sweep: got 3; expected a non-empty list of blocks"):
         load_grid(bad)
 
 
