@@ -164,7 +164,10 @@ def test_demo_grid_runs_to_done_with_valid_shards_and_status_counts_each_stage(r
 
 
 def test_cancelled_task_is_lost_with_reason_and_relaunch_reruns_only_its_trials(run):
-    grid = run.grid(seeds=4)
+    # Each task trains for ~15-20 s (width 256, 256 batches, 60 epochs: ~0.3 s an epoch here), so task 1 is
+    # still training when it is cancelled; with the tiny default shape a task can finish (the compile cached)
+    # before scancel lands.
+    grid = run.grid(seeds=4, data__n_samples=4096, model__width=256, train__epochs=60)
     sub = launch(grid, run.options(trials_per_task=2))
     job = sub.arrays[0].job_id
     (manifest,) = read_manifests(run.paths)
