@@ -81,8 +81,9 @@ def _elapsed_s(job: str) -> int:
 
 def test_task_hitting_its_time_limit_checkpoints_and_requeue_keeps_finished_trials(run):
     # three static groups, one trial each, in one task: a quick one (1 epoch), then two that train
-    # long enough (~15-30 s each on 2 cores) that the signal lands while they run
-    doc = tiny_doc(run.name, seeds=1, data__n_samples=2048)
+    # long enough (~25-40 s each on 2 cores) that the signal lands while they run. (With 2,048 samples they took
+    # ~5 s once tasks ran XLA's legacy CPU runtime and kept small programs in the compile cache: too short.)
+    doc = tiny_doc(run.name, seeds=1, data__n_samples=8192)
     doc["sweep"] = [{"joint": {"model.width, train.epochs": [[8, 1], [12, HEAVY_EPOCHS], [16, HEAVY_EPOCHS]]}}]
     grid = run.grid(doc)
     sub = launch(grid, run.options(time_min=10, signal_delay_s=119))
