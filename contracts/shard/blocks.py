@@ -84,7 +84,8 @@ def _check_block(g: Any, here: str, extra_columns: Sequence[str], allow_deleted:
         if c in ARRAY_NDIM or c == "wall_s":
             if dtype.kind != "f":
                 raise ShardError(f"{here}: {c} has dtype {dtype}; expected floats")
-        elif dtype.kind not in ("S", "O") or (c == "trial_id" and dtype.kind != "S"):
+        elif (dtype.kind not in ("S", "O") or (c == "trial_id" and dtype.kind != "S")
+              or (dtype.kind == "O" and h5py.check_string_dtype(dtype) is None)):  # an object column of non-text
             raise ShardError(f"{here}: {c} has dtype {dtype}; expected "
                              f"{'fixed-length ASCII' if c == 'trial_id' else 'strings'}")
         shapes[c] = shape

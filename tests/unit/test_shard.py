@@ -148,6 +148,21 @@ def test_malformed_blocks_are_rejected(tmp_path, trials):
         open_shard(path)
 
 
+def test_a_config_column_of_variable_length_floats_is_rejected(tmp_path, trials):
+    """An object column must hold text: h5py reads vlen floats back as arrays, which would reach collect as
+    the config string '[1.]'."""
+    path = write_shard(tmp_path / "v.h5", trials)
+    with h5py.File(path, "a") as f:
+        g = f["blocks"]["0"]
+        n = g["config"].shape[0]
+        del g["config"]
+        column = g.create_dataset("config", (n,), dtype=h5py.vlen_dtype(np.float64))
+        for i in range(n):
+            column[i] = np.array([1.0])
+    with pytest.raises(ShardError, match=r"v\.h5: block 0: config has dtype object; expected strings"):
+        open_shard(path)
+
+
 def test_importing_pc_shard_loads_no_jax(tmp_path):
     import subprocess
 
