@@ -51,7 +51,6 @@ QUICK_SHAPES = ("two_moons:pc:32", "two_moons:bp:32")
 QUICK_GROUPS = (2, 8)
 ASSUMED_FLOPS = {"cpu": 2e10, "cuda": 2e12}  # only to choose how many batches to time, never reported
 MAX_PROGRAM_S = {"cpu": 30.0, "cuda": 60.0}  # estimated steady epoch of one program above this: skipped
-BACKEND_EVENT = "/jax/core/compile/backend_compile_duration"  # the XLA compile a persistent-cache hit skips
 TASK_START_CODE = "import launch.task, pc.trials, pcx, jax; jax.devices()"  # what a task does before group 1
 TASK_START_RUNS = 2  # fresh processes timed; the mean is kept
 
@@ -70,6 +69,7 @@ class Settings:
     epochs_timed: int  # steady epochs after the compiling one
     target_epoch_s: float  # aim of one timed epoch of a group (sets the timed batches)
     max_program_s: float
+    task_start_s: float | None = None  # a task start measured already (`measure_task_start`); None: time it
 
 
 def parse_shape(spec: str) -> TrialConfig:
@@ -122,24 +122,6 @@ def _device_peak() -> int | None:
     return (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
 
 
-_BACKEND_S: list[float] = []  # durations of jax's backend-compile events (listener registered once)
-
-
-def _on_event(event: str, duration: float, **_: object) -> None:
-    if event == BACKEND_EVENT:
-        _BACKEND_S.append(duration)
-
-
-def _backend_seconds() -> float:
-    """Backend-compile seconds seen so far in this process (registers the listener on first use)."""
-    if not _BACKEND_S:
-        from jax import monitoring  # lazy, as above
-
-        monitoring.register_event_duration_secs_listener(_on_event)
-        _BACKEND_S.append(0.0)
-    return sum(_BACKEND_S)
-
-
 def measure_task_start(runs: int = TASK_START_RUNS) -> float:
     """Mean seconds of a fresh python that imports the task side, jax and pcx and starts the device: what each
     task pays once before its first group (same interpreter and environment as this process)."""
@@ -169,7 +151,6 @@ def measure_program(cfg: TrialConfig, n: int, batches: int, epochs_timed: int) -
     cfgs = [cfg.replace(seed=i) for i in range(n)]
     orders = [batch_orders(c.seed, batches, epochs_timed + 1) for c in cfgs]
     peak_before = _device_peak()
-    backend_before = _backend_seconds()
     steady = []
     with measure_compile() as meter:
         program = train.get_program(cfg, ds.d_in, ds.n_classes, n)
@@ -180,7 +161,7 @@ def measure_program(cfg: TrialConfig, n: int, batches: int, epochs_timed: int) -
                 program.epoch(perm, data)  # returns numpy: the epoch has finished
                 steady.append(time.perf_counter() - t0)
             compile_s = meter.seconds
-    trace_s = min(compile_s, max(0.0, compile_s - (_backend_seconds() - backend_before)))
+    trace_s = min(compile_s, max(0.0, compile_s - meter.backend_s))
     train.drop_program(cfg, ds.d_in, ds.n_classes, n)
     peak_after = _device_peak()
     peak = peak_after if peak_after is not None and peak_after > (peak_before or 0) else None
@@ -260,7 +241,7 @@ def calibrate(s: Settings, *, progress: bool = True) -> Calibration:
     loads: dict[str, float] = {}
     shapes = []
     load_before = os.getloadavg()[0]
-    task_start = measure_task_start()
+    task_start = s.task_start_s if s.task_start_s is not None else measure_task_start()
     bar = tqdm(s.shapes, desc="calibrate", unit="shape", disable=not progress, file=sys.stderr)
     for cfg in bar:
         bar.set_postfix_str(f"{cfg.data.dataset} {cfg.model.kind} w{cfg.model.width}")

@@ -24,6 +24,7 @@ COMPILE_EVENTS = (
     "/jax/compilation_cache/cache_retrieval_time_sec",
 )
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_retrieval_time_sec"
+BACKEND_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 @dataclass
@@ -32,6 +33,7 @@ class CompileMeter:
 
     cache_hits: int = 0
     compiles: int = 0  # XLA backend compiles
+    backend_s: float = 0.0  # of those seconds, XLA's backend compile (what a persistent-cache hit skips)
     intervals: list[tuple[float, float]] = field(default_factory=list)  # (start, end), perf_counter
 
     @property
@@ -58,7 +60,9 @@ def _listener(event: str, duration: float, **_: object) -> None:
         for meter in _ACTIVE:
             meter.intervals.append((end - duration, end))
             meter.cache_hits += event == CACHE_HIT_EVENT
-            meter.compiles += event == "/jax/core/compile/backend_compile_duration"
+            if event == BACKEND_EVENT:
+                meter.compiles += 1
+                meter.backend_s += duration
 
 
 @contextlib.contextmanager

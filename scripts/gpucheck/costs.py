@@ -10,11 +10,9 @@ with the calibration just written in the run root.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import resource
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,42 +47,23 @@ def paper_shapes(quick: bool) -> list[str]:
     return passes[0] + passes[1]
 
 
-@contextlib.contextmanager
-def task_start_measured_once(module: Any) -> Iterator[None]:
-    """While calibrating shape by shape, time a task's fixed start (`pc.calibrate.measure_task_start`, fresh
-    python processes, where this pcsweep has it) on the first call only and reuse it: it does not depend on the
-    shape, and on a GPU each fresh process also starts CUDA."""
-    original = getattr(module, "measure_task_start", None)
-    if original is None:
-        yield
-        return
-    measured: list[Any] = []
-
-    def once(*args: Any, **kwargs: Any) -> Any:
-        if not measured:
-            measured.append(original(*args, **kwargs))
-        return measured[0]
-
-    module.measure_task_start = once
-    try:
-        yield
-    finally:
-        module.measure_task_start = original
-
-
 def measure_shapes(specs: list[str], platform: str, quick: bool, groups: tuple[int, ...], budget_s: float,
                    t0: float) -> tuple[list, dict[str, float], list[str], list]:
     """Calibrate `specs` one at a time (pc.calibrate.calibrate) until `budget_s` after `t0` is spent: the
-    measured shapes, the first data load per dataset, the specs not measured, and each call's Calibration."""
-    from pc.calibrate import MAX_PROGRAM_S, Settings, calibrate, parse_shape
+    measured shapes, the first data load per dataset, the specs not measured, and each call's Calibration.
+    A task's fixed start does not depend on the shape (and on a GPU each fresh process also starts CUDA), so it
+    is timed once here and given to every call."""
+    from pc.calibrate import MAX_PROGRAM_S, Settings, calibrate, measure_task_start, parse_shape
 
     shapes, loads, skipped, cals = [], {}, [], []
+    task_start_s = measure_task_start()
     for spec in specs:
         if budget_s and time.perf_counter() - t0 > budget_s:
             skipped.append(spec)
             continue
         settings = Settings(platform=platform, shapes=(parse_shape(spec),), groups=groups, epochs_timed=1,
-                            target_epoch_s=0.2 if quick else 0.5, max_program_s=MAX_PROGRAM_S[platform])
+                            target_epoch_s=0.2 if quick else 0.5, max_program_s=MAX_PROGRAM_S[platform],
+                            task_start_s=task_start_s)
         t = time.perf_counter()
         cal = calibrate(settings, progress=False)
         if not cal.shapes:
@@ -102,7 +81,6 @@ def measure_shapes(specs: list[str], platform: str, quick: bool, groups: tuple[i
 def calibration(platform: str, quick: bool, budget_s: float, runs_root: Path) -> tuple[dict[str, Any], Any]:
     """Section 3: measure the paper shapes (or --quick's) on this device, write ROOT/.calibration/<kind>.json,
     print the table. Returns (figures, the Calibration or None)."""
-    import pc.calibrate as calibrate_module
     from contracts.calibration import FOLDER, write_calibration
     from pc.calibrate import GROUPS, render_table
 
@@ -111,8 +89,7 @@ def calibration(platform: str, quick: bool, budget_s: float, runs_root: Path) ->
     line(f"{len(specs)} shapes ({'--quick' if quick else 'the paper shapes'}), groups {list(groups)}, one timed "
          f"epoch each; budget {f'{budget_s:.0f} s' if budget_s else 'none'}; compile cache off (real compiles)")
     t0 = time.perf_counter()
-    with task_start_measured_once(calibrate_module):
-        shapes, loads, skipped, cals = measure_shapes(specs, platform, quick, groups, budget_s, t0)
+    shapes, loads, skipped, cals = measure_shapes(specs, platform, quick, groups, budget_s, t0)
     if skipped:
         line(f"NOT MEASURED ({len(skipped)}, budget {budget_s:.0f} s spent or data missing): {', '.join(skipped)}; "
              "the planner interpolates or falls back to its FLOP model for them (--calibration-budget-s 0: no budget)")

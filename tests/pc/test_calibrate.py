@@ -155,6 +155,20 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path):
     assert not (tmp_path / FOLDER).exists()
 
 
+def test_a_task_start_measured_already_is_used_without_timing_it_again(monkeypatch):
+    """scripts/gpu-check calibrates shape by shape and times the task start once: a given start is kept."""
+    import pc.calibrate as calibrate_module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("measure_task_start ran although a task start was given")
+
+    monkeypatch.setattr(calibrate_module, "measure_task_start", fail)
+    settings = calibrate_module.Settings(platform="cpu", shapes=(), groups=(2,), epochs_timed=1, target_epoch_s=0.1,
+                                         max_program_s=30.0, task_start_s=1.25)
+    cal = calibrate_module.calibrate(settings, progress=False)
+    assert cal.task_start_s == 1.25 and cal.shapes == ()
+
+
 def test_quick_calibration_on_cpu_writes_a_valid_file(tmp_path):
     t0 = time.monotonic()
     out = _calibrate("--quick", "--platform", "cpu", "--root", str(tmp_path), "--no-progress")

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -103,21 +102,6 @@ def test_differences_are_relative_to_the_metric_scale_and_infinite_when_one_side
     assert d["accuracy_max_abs"] == pytest.approx(0.25)  # reported apart, not part of max_abs
     nan = runs.differences(finals([1.0, np.nan, 4.0], [1, 1, 1], 0.5), finals([1.0, 2.0, 4.0], [1, 1, 1], 0.5), ["t"])
     assert nan["max_rel"] == float("inf")
-
-
-def test_a_task_start_is_timed_once_per_calibration_and_the_module_is_restored():
-    calls = []
-
-    def measure_task_start(runs=2):
-        calls.append(runs)
-        return 1.5 + len(calls)
-
-    module = SimpleNamespace(measure_task_start=measure_task_start)
-    with costs.task_start_measured_once(module):
-        assert [module.measure_task_start() for _ in range(3)] == [2.5, 2.5, 2.5]
-    assert calls == [2] and module.measure_task_start is measure_task_start
-    with costs.task_start_measured_once(SimpleNamespace()):  # a pc.calibrate without the measurement
-        pass
 
 
 @pytest.fixture(scope="module")
