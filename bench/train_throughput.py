@@ -16,7 +16,7 @@ trials per second; the candidate's compile is reported apart (it is paid once pe
 process, the baseline's once per trial). The FLOP fraction is the group program's matmul GFLOP/s
 (`pc.train.flops_per_trial_epoch`: the products XLA runs after merging repeated ones) over a plain
 jitted `jnp.dot` of 1024^3 on the same device. It also prints the rates of the two matmul layouts
-of a state step (see `pc.model.linear_t`) and, per case, the measured transposed-weight choice
+of a state step (see `pc.state_steps`) and, per case, the measured transposed-weight choice
 (`pc.transposed`; $PCSWEEP_TRANSPOSED_W overrides it).
 The last line printed is one JSON object.
 """
@@ -160,7 +160,7 @@ def dot_gflops(clock) -> float:
 def gemm_layouts(clock) -> dict[str, float]:
     """GFLOP/s of the two matmul layouts of a PC state step at FashionMNIST shapes (B = 128, 1024^2).
 
-    x @ W.T is the forward ("NT"); e @ W the input gradient ("NN"), which `pc.model.linear_t` turns
+    x @ W.T is the forward ("NT"); e @ W the input gradient ("NN"), which `pc.state_steps` turns
     into an NT product with a transposed copy of W made once per mini-batch (also timed).
     """
     rng = np.random.default_rng(0)

@@ -37,61 +37,15 @@ class PCModel(pxc.EnergyModule):
         self.vodes = [pxc.Vode() for _ in range(len(dims) - 2)] + [pxc.Vode(pxc.ce_energy)]
         self.vodes[-1].h.frozen = True
 
-    def __call__(
-        self,
-        x: jax.Array | None,
-        y: jax.Array | None = None,
-        *,
-        u1: jax.Array | None = None,
-        w_t: Sequence[jax.Array] | None = None,
-    ) -> jax.Array:
-        """Forward pass; `u1` = f(W_1 x + b_1) if already known (x may then be None).
-
-        For the T state steps, where neither the clamped input nor the weights move: `u1` states
-        that the first layer's output is fixed (XLA would also merge the repeated products), and
-        `w_t`, transposed copies of the weights of layers 2.., makes their input gradients fast
-        (see `linear_t`). Both give the plain forward's values.
-        """
+    def __call__(self, x: jax.Array, y: jax.Array | None = None) -> jax.Array:
+        """Forward pass; with `y`, the output state is clamped to it (training)."""
         last = len(self.layers) - 1
         for i, (layer, vode) in enumerate(zip(self.layers, self.vodes)):
-            if i == 0 and u1 is not None:
-                x = vode(u1)
-                continue
-            if i > 0 and w_t is not None:
-                z = linear_t(layer.nn.weight.get(), layer.nn.bias.get(), w_t[i - 1], x)
-            else:
-                z = layer(x)
+            z = layer(x)
             x = vode(z if i == last else self.act_fn(z))
         if y is not None:
             self.vodes[-1].set("h", y)
         return self.vodes[-1].get("u")
-
-
-@jax.custom_vjp
-def linear_t(w: jax.Array, b: jax.Array, w_t: jax.Array, x: jax.Array) -> jax.Array:
-    """W x + b, as `eqx.nn.Linear`, whose input gradient is computed from `w_t` = W^T.
-
-    Why: dE/dh multiplies the error by W (a [B, out] x [out, in] product, "NN"). XLA's CPU matmul
-    runs that layout about 1.7x slower than the forward's x W^T ("NT") at B = 128, 1024 x 1024
-    (`bench/train_throughput.py` prints both rates). The weights do not change during the T state
-    steps, so one transposed copy per mini-batch turns T slow products into fast ones. Same math;
-    the input gradient may round differently in the last bits. Meant for the state steps only:
-    the weight gradient it returns is per sample (JAX then sums it over the batch), which costs
-    B times the weight's memory where the weights are differentiated.
-    """
-    return w @ x + b
-
-
-def _linear_t_fwd(w, b, w_t, x):
-    return w @ x + b, (w_t, x)
-
-
-def _linear_t_bwd(res, ct):
-    w_t, x = res
-    return jnp.outer(ct, x), ct, jnp.zeros_like(w_t), w_t @ ct
-
-
-linear_t.defvjp(_linear_t_fwd, _linear_t_bwd)
 
 
 class BPModel(pxc.EnergyModule):
@@ -152,4 +106,4 @@ def _init_fn(kind: str, dims: tuple[int, ...], activation: str):
     return _INIT_CACHE[key]
 
 
-__all__ = ["ACTIVATIONS", "BPModel", "PCModel", "build_model", "init_weights", "linear_t", "set_weights", "weights"]
+__all__ = ["ACTIVATIONS", "BPModel", "PCModel", "build_model", "init_weights", "set_weights", "weights"]

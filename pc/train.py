@@ -2,9 +2,11 @@
 
 Per trial and mini-batch this is the paper's `train_on_batch` on pcx 0.6.3 (docs/paper-notes.md section 3):
 forward init (h <- u, output clamped to the label); T plain-SGD steps on the hidden states, each
-sample moving by gamma * dE_i/dh_i (energy = batch mean, state gradients scaled by B: docs/paper-notes.md trap (a));
-the state optimizer is built over the non-frozen Vode states only (docs/paper-notes.md trap (b)); then one weight step
-at the final states. The program is
+sample moving by gamma * dE_i/dh_i (energy = batch mean, state gradients scaled by B: docs/paper-notes.md trap (a)),
+the clamped output state never moving (docs/paper-notes.md trap (b)); then one weight step at the final states.
+The forward init and the weight step are pcx's (`pxf.value_and_grad` of the model's energy, `pxu.Optim`); the T
+state steps are the same formulas written out in plain JAX (`pc.state_steps`, bit for bit the results pcx's
+autodiff gave here, in fewer kernels). The program is
 
     pxf.jit( pxf.vmap(over trials)( pxf.scan(over batches)(train_on_batch) ; test accuracy ) )
 
@@ -30,15 +32,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pcx as px
 import pcx.functional as pxf
 import pcx.nn as pxnn
 import pcx.predictive_coding as pxc
 import pcx.utils as pxu
 
 from contracts.config import TrialConfig, static_key
+from pc import state_steps
 from pc.memory import per_trial_bytes
 from pc.model import build_model, init_weights, set_weights
 from pc.precision import precision_scope
+from pc.state_steps import tree_sum
 from pc.transposed import TransposeChoice, choose, transposed_weights_pay
 
 # Group sizes a program is compiled for; a group is padded up to the next one (`chunk_sizes`). No 1:
@@ -51,13 +56,6 @@ GROUP_SIZES = tuple(2**k for k in range(1, 13))  # 2 .. 4096
 PAD_ALWAYS = 128  # pad up to this size whatever the waste (fewer programs to compile)
 MAX_PAD_WASTE = 0.25  # above PAD_ALWAYS, pad only when at most this fraction of the program is padding
 
-
-def _h_mask():
-    """Hidden states only: the frozen output state is excluded (docs/paper-notes.md trap (b)).
-
-    A fresh mask per use: `M.to(...)` mutates the mask object it is called on.
-    """
-    return pxu.M_hasnot(pxc.VodeParam, frozen=True)
 
 _VODE_AXES = pxu.M(pxc.VodeParam | pxc.VodeParam.Cache).to((None, 0))
 
@@ -104,7 +102,7 @@ def _energy(x, *, model):
 def _layer_energies(model) -> jax.Array:
     """Per-sample energy of each Vode [L] (inside the batch vmap), for the metrics only.
 
-    Squared-error Vodes: 0.5 * sum((h - u)^2) summed as a fixed tree (`_tree_sum`), the value pcx's
+    Squared-error Vodes: 0.5 * sum((h - u)^2) summed as a fixed tree (`tree_sum`), the value pcx's
     `se_energy` gives up to rounding. XLA on CPU split pcx's sum into windows of 32 and wrote every squared
     error out first, which took ~10-20% of a FashionMNIST batch; the tree fuses with the square. The
     gradient still comes from pcx's own energy (`model.energy()`), whose value is not used, so not computed.
@@ -114,24 +112,10 @@ def _layer_energies(model) -> jax.Array:
     for vode in model.vodes:
         if vode.energy_fn.get() is pxc.se_energy:
             error = vode.get("h") - vode.get("u")
-            out.append(0.5 * _tree_sum(error * error, 0))
+            out.append(0.5 * tree_sum(error * error, 0))
         else:
             out.append(vode.energy())
     return jnp.stack(out)
-
-
-@pxf.vmap(_VODE_AXES, in_axes=(0,), out_axes=0)
-def _first_layer(x, *, model):
-    """u1 = f(W_1 x + b_1) per sample: fixed during inference, as x is clamped."""
-    return model.act_fn(model.layers[0](x))
-
-
-@pxf.vmap(_VODE_AXES, in_axes=(0, None), out_axes=(None, 0), axis_name="batch")
-def _energy_given_u1(u1, w_t, *, model):
-    """`_energy` with the first layer's output and the later layers' W^T precomputed (the T state steps)."""
-    model(None, u1=u1, w_t=w_t)
-    per_layer = _layer_energies(model)
-    return jax.lax.pmean(model.energy(), "batch"), per_layer
 
 
 def train_on_batch(
@@ -144,28 +128,18 @@ def train_on_batch(
     with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
         _forward(x, y, model=model)
     if kind == "pc":
-        optim_h = pxu.Optim(lambda: optax.sgd(h_lr), _h_mask()(model))
-        # Hoisted out of the T steps, as the weights do not move there: the first layer's output, and
-        # (for large shapes) W^T of the later layers, whose input gradients then run as fast NT
-        # matmuls (`linear_t`). The barrier keeps XLA from folding the transpose back into W.
-        u1 = _first_layer(x, model=model)
+        # Forward init set every hidden h to its u, so h_1 now holds u_1 = f(W_1 x + b_1), fixed during inference
+        # (x is clamped). The weights do not move in the T steps either; for large shapes their transposed copies
+        # make the state gradients fast NT products (`pc.transposed`; the barrier keeps XLA from folding the
+        # transpose back into W).
+        hidden = [vode.get("h") for vode in model.vodes[:-1]]
+        weights = [(layer.nn.weight.get(), layer.nn.bias.get()) for layer in model.layers[1:]]
         w_t = None
         if transpose_w:
-            w_t = jax.lax.optimization_barrier([layer.nn.weight.get().T for layer in model.layers[1:]])
-
-        # T is small and static: a Python loop (unrolled in the trace) rather than a scan, whose carry
-        # would hold the whole model; same results bit for bit, a little faster on CPU.
-        e_steps = []
-        for _ in range(T):
-            with pxu.step(model, clear_params=pxc.VodeParam.Cache):
-                (_, (e,)), g = pxf.value_and_grad(_h_mask().to([False, True]), has_aux=True)(_energy_given_u1)(
-                    u1, w_t, model=model
-                )
-            # dE_mean/dh_i = dE_i/dh_i / B: scale back so each sample moves by gamma * dE_i/dh_i.
-            optim_h.step(model, g["model"], scale_by=x.shape[0])
-            e_steps.append(e)
-        e_steps = jnp.stack(e_steps)
-        optim_h.clear()
+            w_t = jax.lax.optimization_barrier([w.T for w, _ in weights])
+        hidden, e_steps = state_steps.inference(hidden, hidden[0], weights, y, model.act_fn, h_lr, T, w_t)
+        for vode, h in zip(model.vodes[:-1], hidden):
+            vode.set("h", h)
     with pxu.step(model, clear_params=pxc.VodeParam.Cache):
         (_, (e,)), g = pxf.value_and_grad(pxu.M(pxnn.LayerParam).to([False, True]), has_aux=True)(_energy)(
             x, model=model
@@ -190,18 +164,6 @@ def train_on_batch(
     }
 
 
-def _tree_sum(x: jax.Array, axis: int) -> jax.Array:
-    """Sum over `axis` as a fixed binary tree of elementwise adds (zero-padded to a power of two)."""
-    x = jnp.moveaxis(x, axis, 0)
-    size = 1 << (x.shape[0] - 1).bit_length()
-    if size != x.shape[0]:
-        x = jnp.concatenate([x, jnp.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
-    while x.shape[0] > 1:
-        half = x.shape[0] // 2
-        x = x[:half] + x[half:]
-    return x[0]
-
-
 def _sum_all(x: jax.Array) -> jax.Array:
     """Sum of every element as fixed trees, the leading axis first (no flattening, so no padded copy).
 
@@ -210,8 +172,8 @@ def _sum_all(x: jax.Array) -> jax.Array:
     tree had to materialize a padded copy of every weight whose size is not a power of two (784 x 1024).
     """
     while x.ndim > 1:
-        x = _tree_sum(x, 0)
-    return _tree_sum(x, 0)
+        x = tree_sum(x, 0)
+    return tree_sum(x, 0)
 
 
 def _norm(x: jax.Array) -> jax.Array:
@@ -247,8 +209,8 @@ def _var(x: jax.Array, axis: int) -> jax.Array:
     (The weight statistics use `_norm_and_var`, the same rule over a whole array.)
     """
     n = x.shape[axis]
-    deviation = x - jnp.expand_dims(_tree_sum(x, axis) / n, axis)
-    return _tree_sum(deviation * deviation, axis) / n
+    deviation = x - jnp.expand_dims(tree_sum(x, axis) / n, axis)
+    return tree_sum(deviation * deviation, axis) / n
 
 
 def _correct(x, y, *, model):
@@ -286,8 +248,13 @@ def _make_epoch(kind: str, T: int, transpose_w: bool, precision: str = "default"
     )(per_trial)
 
     def traced(*args, **kwargs):
+        # Every `pxf.vmap` splits the random key it is given (pcx's global RKG by default) into one key per
+        # vmapped element and hands key[0] back out; nothing here draws random numbers, but through the global
+        # key those splits were threaded out of the program, 11 threefry loops per batch that XLA could not
+        # drop (compile 6.3 s -> 2.1 s at two moons width 128, no change in any result). A local generator
+        # whose key is never returned makes them dead code.
         with precision_scope(precision):
-            return trials(*args, **kwargs)
+            return trials(*args, **kwargs, **{"__RKG": px.RandomKeyGenerator(0)})
 
     return pxf.jit()(traced)
 

@@ -1,4 +1,4 @@
-"""Whether the T state steps use transposed weight copies (`pc.model.linear_t`): measured, not assumed.
+"""Whether the T state steps use transposed weight copies (`pc.state_steps`): measured, not assumed.
 
 The state gradient multiplies each error by W (`e @ W`, "NN"); with a copy W^T made once per mini-batch
 it becomes `e @ (W^T).T` ("NT", the forward's layout). Which is faster depends on the machine: on the

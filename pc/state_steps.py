@@ -1,0 +1,117 @@
+"""The T inference steps of one trial's mini-batch as plain JAX: the same math as pcx's autodiff, fewer kernels.
+
+Per sample i and hidden layer l (states h_1..h_{L-1}; u_1 = f(W_1 x + b_1) is fixed because x is clamped;
+u_{l+1} = f(W_{l+1} h_l + b_{l+1}); logits = W_L h_{L-1} + b_L; the output state is clamped to the label y):
+
+    E_i  = sum_l 0.5 |h_l - u_l|^2 + CE(y, logits)
+    e_l  = h_l - u_l
+    dE_i/dh_l = e_l - (e_{l+1} * f'(z_{l+1})) W_{l+1}        (l < L-1)
+    dE_i/dh_{L-1} = e_{L-1} + (softmax(logits) sum(y) - y) W_L
+    h_l <- h_l - gamma * dE_i/dh_l
+
+This is what `pxf.value_and_grad` of pcx's batch-mean energy followed by `pxu.Optim(sgd(gamma)).step(...,
+scale_by=B)` computes (docs/paper-notes.md trap (a): each sample moves by gamma * dE_i/dh_i). Why not pcx here:
+its trace adds, per step, the random-key splitting of every `pxf.vmap`, the 1/B and *B scalings, a pmean and
+separate passes per Vode, which XLA on CPU ran as about three times as many kernels as these formulas need; at
+small shapes (two moons, width 128) those kernels, not the matmuls, set the speed. The weight step stays pcx's
+(`pc.train.train_on_batch`). The activation's derivative and the cross-entropy's gradient come from `jax.vjp`
+of the same functions pcx uses, so every activation of `pc.model.ACTIVATIONS` works unchanged.
+
+The per-sample energies [B, L] are the metrics' values (`energy_i` of each Vode): squared errors summed as a
+fixed tree (`tree_sum`, so a trial gives the same bits in every group size), the cross-entropy as pcx's
+`ce_energy` summed over classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def tree_sum(x: jax.Array, axis: int) -> jax.Array:
+    """Sum over `axis` as a fixed binary tree of elementwise adds (zero-padded to a power of two).
+
+    Why: XLA may reduce a `jnp.sum` in a different order for different trial-axis sizes; elementwise adds in a
+    fixed tree round the same way in every group size, and fuse with the square that produces them. The halves
+    are sliced in place (no transpose first), so each level reads whole contiguous rows.
+    """
+    axis = axis % x.ndim
+    size = 1 << (x.shape[axis] - 1).bit_length()
+    if size != x.shape[axis]:
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (0, size - x.shape[axis])
+        x = jnp.pad(x, pad)
+    while x.shape[axis] > 1:
+        half = x.shape[axis] // 2
+        x = jax.lax.slice_in_dim(x, 0, half, axis=axis) + jax.lax.slice_in_dim(x, half, 2 * half, axis=axis)
+    return jnp.squeeze(x, axis)
+
+
+def _ce(y: jax.Array, logits: jax.Array) -> jax.Array:
+    """pcx's `ce_energy` of the clamped output, summed over classes: [B]."""
+    return jnp.sum(-(y * jax.nn.log_softmax(logits)), axis=-1)
+
+
+def _back(delta: jax.Array, w: jax.Array, w_t: jax.Array | None) -> jax.Array:
+    """delta @ W ([B, out] x [out, in]); with `w_t` = W^T as the faster NT product (`pc.transposed`)."""
+    return delta @ w if w_t is None else delta @ w_t.T
+
+
+def energies_and_grads(
+    hs: Sequence[jax.Array],
+    u1: jax.Array,
+    weights: Sequence[tuple[jax.Array, jax.Array]],
+    y: jax.Array,
+    act: Callable[[jax.Array], jax.Array],
+    w_t: Sequence[jax.Array] | None = None,
+) -> tuple[jax.Array, list[jax.Array]]:
+    """Per-sample energies [B, L] and dE_i/dh_l of every hidden state, at states `hs` ([B, width] each).
+
+    weights: [(W_l, b_l)] of layers 2..L (W of shape (out, in)); w_t: their transposes, or None.
+    """
+    n_hidden = len(hs)
+    us, act_vjps = [u1], []
+    for layer in range(n_hidden - 1):
+        w, b = weights[layer]
+        u, vjp = jax.vjp(act, hs[layer] @ w.T + b)
+        us.append(u)
+        act_vjps.append(vjp)
+    w_out, b_out = weights[-1]
+    ce, ce_vjp = jax.vjp(lambda logits: _ce(y, logits), hs[-1] @ w_out.T + b_out)
+    errors = [h - u for h, u in zip(hs, us)]
+    energies = [0.5 * tree_sum(e * e, axis=-1) for e in errors] + [ce]
+    grads = []
+    for layer, error in enumerate(errors):
+        w_back = None if w_t is None else w_t[layer]
+        if layer < n_hidden - 1:
+            (delta,) = act_vjps[layer](errors[layer + 1])
+            grads.append(error - _back(delta, weights[layer][0], w_back))
+        else:
+            (delta,) = ce_vjp(jnp.ones_like(ce))
+            grads.append(error + _back(delta, w_out, w_back))
+    return jnp.stack(energies, axis=-1), grads
+
+
+def inference(
+    hs: Sequence[jax.Array],
+    u1: jax.Array,
+    weights: Sequence[tuple[jax.Array, jax.Array]],
+    y: jax.Array,
+    act: Callable[[jax.Array], jax.Array],
+    h_lr: jax.Array,
+    T: int,
+    w_t: Sequence[jax.Array] | None = None,
+) -> tuple[list[jax.Array], jax.Array]:
+    """T plain-SGD steps on the hidden states; returns the final states and the energies [T, B, L] each step
+    started from (t = 0 .. T-1). T is small and static: a Python loop, unrolled in the trace."""
+    hs, records = list(hs), []
+    for _ in range(T):
+        energies, grads = energies_and_grads(hs, u1, weights, y, act, w_t)
+        hs = [h - h_lr * g for h, g in zip(hs, grads)]
+        records.append(energies)
+    return hs, jnp.stack(records)
+
+
+__all__ = ["energies_and_grads", "inference", "tree_sum"]
