@@ -29,6 +29,10 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+Arrays = Sequence[jax.Array]  # one [B, width] array per hidden layer (or one W^T per later layer)
+Weights = Sequence[tuple[jax.Array, jax.Array]]  # (W, b) of layers 2..L, W of shape (out, in)
+Activation = Callable[[jax.Array], jax.Array]
+
 
 def tree_sum(x: jax.Array, axis: int) -> jax.Array:
     """Sum over `axis` as a fixed binary tree of elementwise adds (zero-padded to a power of two).
@@ -59,14 +63,8 @@ def _back(delta: jax.Array, w: jax.Array, w_t: jax.Array | None) -> jax.Array:
     return delta @ w if w_t is None else delta @ w_t.T
 
 
-def energies_and_grads(
-    hs: Sequence[jax.Array],
-    u1: jax.Array,
-    weights: Sequence[tuple[jax.Array, jax.Array]],
-    y: jax.Array,
-    act: Callable[[jax.Array], jax.Array],
-    w_t: Sequence[jax.Array] | None = None,
-) -> tuple[jax.Array, list[jax.Array]]:
+def energies_and_grads(hs: Arrays, u1: jax.Array, weights: Weights, y: jax.Array, act: Activation,
+                       w_t: Arrays | None = None) -> tuple[jax.Array, list[jax.Array]]:
     """Per-sample energies [B, L] and dE_i/dh_l of every hidden state, at states `hs` ([B, width] each).
 
     weights: [(W_l, b_l)] of layers 2..L (W of shape (out, in)); w_t: their transposes, or None.
@@ -94,16 +92,8 @@ def energies_and_grads(
     return jnp.stack(energies, axis=-1), grads
 
 
-def inference(
-    hs: Sequence[jax.Array],
-    u1: jax.Array,
-    weights: Sequence[tuple[jax.Array, jax.Array]],
-    y: jax.Array,
-    act: Callable[[jax.Array], jax.Array],
-    h_lr: jax.Array,
-    T: int,
-    w_t: Sequence[jax.Array] | None = None,
-) -> tuple[list[jax.Array], jax.Array]:
+def inference(hs: Arrays, u1: jax.Array, weights: Weights, y: jax.Array, act: Activation, h_lr: jax.Array, T: int,
+              w_t: Arrays | None = None) -> tuple[list[jax.Array], jax.Array]:
     """T plain-SGD steps on the hidden states; returns the final states and the energies [T, B, L] each step
     started from (t = 0 .. T-1). T is small and static: a Python loop, unrolled in the trace."""
     hs, records = list(hs), []
