@@ -16,9 +16,8 @@ trials per second; the candidate's compile is reported apart (it is paid once pe
 process, the baseline's once per trial). The FLOP fraction is the group program's matmul GFLOP/s
 (`pc.train.flops_per_trial_epoch`: the products XLA runs after merging repeated ones) over a plain
 jitted `jnp.dot` of 1024^3 on the same device, timed right before and right after that case (their mean).
-It also prints the rates of the two matmul layouts
-of a state step (see `pc.state_steps`) and, per case, the measured transposed-weight choice
-(`pc.transposed`; $PCSWEEP_TRANSPOSED_W overrides it).
+It also prints the rates of the two matmul layouts of a state step (see `pc.state_steps`) and, per case, the
+measured transposed-weight choice (`pc.transposed`; $PCSWEEP_TRANSPOSED_W overrides it).
 The last line printed is one JSON object.
 """
 

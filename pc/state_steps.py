@@ -1,4 +1,4 @@
-"""The T inference steps of one trial's mini-batch as plain JAX: the same math as pcx's autodiff, fewer kernels.
+"""The T inference steps of one trial's mini-batch as plain JAX: the same math, and bits, as pcx's autodiff.
 
 Per sample i and hidden layer l (states h_1..h_{L-1}; u_1 = f(W_1 x + b_1) is fixed because x is clamped;
 u_{l+1} = f(W_{l+1} h_l + b_{l+1}); logits = W_L h_{L-1} + b_L; the output state is clamped to the label y):
@@ -10,12 +10,14 @@ u_{l+1} = f(W_{l+1} h_l + b_{l+1}); logits = W_L h_{L-1} + b_L; the output state
     h_l <- h_l - gamma * dE_i/dh_l
 
 This is what `pxf.value_and_grad` of pcx's batch-mean energy followed by `pxu.Optim(sgd(gamma)).step(...,
-scale_by=B)` computes (docs/paper-notes.md trap (a): each sample moves by gamma * dE_i/dh_i). Why not pcx here:
-its trace adds, per step, the random-key splitting of every `pxf.vmap`, the 1/B and *B scalings, a pmean and
-separate passes per Vode, which XLA on CPU ran as about three times as many kernels as these formulas need; at
-small shapes (two moons, width 128) those kernels, not the matmuls, set the speed. The weight step stays pcx's
-(`pc.train.train_on_batch`). The activation's derivative and the cross-entropy's gradient come from `jax.vjp`
-of the same functions pcx uses, so every activation of `pc.model.ACTIVATIONS` works unchanged.
+scale_by=B)` computes (docs/paper-notes.md trap (a): each sample moves by gamma * dE_i/dh_i); a group epoch gives
+the same bits either way (A/B in one process, two moons w128 and FashionMNIST-shaped w1024), and XLA ran both at
+the same speed. Why write it out: the state step is the hot loop, and here its math is on the page, with the
+layout of each product chosen in one place (`_back`, the transposed copies of `pc.transposed`) instead of through
+a custom VJP on pcx's layer. The weight step stays pcx's (`pc.train.train_on_batch`). The activation's
+derivative and the cross-entropy's gradient come from `jax.vjp` of the same functions pcx uses, so every
+activation of `pc.model.ACTIVATIONS` works unchanged. (The speed and compile gains of 2026-12-07 came from
+elsewhere: `tree_sum` below, and the random key in `pc.train._make_epoch`.)
 
 The per-sample energies [B, L] are the metrics' values (`energy_i` of each Vode): squared errors summed as a
 fixed tree (`tree_sum`, so a trial gives the same bits in every group size), the cross-entropy as pcx's

@@ -2,11 +2,11 @@
 
 Per trial and mini-batch this is the paper's `train_on_batch` on pcx 0.6.3 (docs/paper-notes.md section 3):
 forward init (h <- u, output clamped to the label); T plain-SGD steps on the hidden states, each
-sample moving by gamma * dE_i/dh_i (energy = batch mean, state gradients scaled by B: docs/paper-notes.md trap (a)),
+sample moving by gamma * dE_i/dh_i (its own energy's gradient, not the batch mean's: docs/paper-notes.md trap (a)),
 the clamped output state never moving (docs/paper-notes.md trap (b)); then one weight step at the final states.
 The forward init and the weight step are pcx's (`pxf.value_and_grad` of the model's energy, `pxu.Optim`); the T
 state steps are the same formulas written out in plain JAX (`pc.state_steps`, bit for bit the results pcx's
-autodiff gave here, in fewer kernels). The program is
+autodiff gave here). The program is
 
     pxf.jit( pxf.vmap(over trials)( pxf.scan(over batches)(train_on_batch) ; test accuracy ) )
 
@@ -43,7 +43,6 @@ from pc import state_steps
 from pc.memory import per_trial_bytes
 from pc.model import build_model, init_weights, set_weights
 from pc.precision import precision_scope
-from pc.state_steps import tree_sum
 from pc.transposed import TransposeChoice, choose, transposed_weights_pay
 
 # Group sizes a program is compiled for; a group is padded up to the next one (`chunk_sizes`). No 1:
@@ -112,7 +111,7 @@ def _layer_energies(model) -> jax.Array:
     for vode in model.vodes:
         if vode.energy_fn.get() is pxc.se_energy:
             error = vode.get("h") - vode.get("u")
-            out.append(0.5 * tree_sum(error * error, 0))
+            out.append(0.5 * state_steps.tree_sum(error * error, 0))
         else:
             out.append(vode.energy())
     return jnp.stack(out)
@@ -172,8 +171,8 @@ def _sum_all(x: jax.Array) -> jax.Array:
     tree had to materialize a padded copy of every weight whose size is not a power of two (784 x 1024).
     """
     while x.ndim > 1:
-        x = tree_sum(x, 0)
-    return tree_sum(x, 0)
+        x = state_steps.tree_sum(x, 0)
+    return state_steps.tree_sum(x, 0)
 
 
 def _norm(x: jax.Array) -> jax.Array:
@@ -209,8 +208,8 @@ def _var(x: jax.Array, axis: int) -> jax.Array:
     (The weight statistics use `_norm_and_var`, the same rule over a whole array.)
     """
     n = x.shape[axis]
-    deviation = x - jnp.expand_dims(tree_sum(x, axis) / n, axis)
-    return tree_sum(deviation * deviation, axis) / n
+    deviation = x - jnp.expand_dims(state_steps.tree_sum(x, axis) / n, axis)
+    return state_steps.tree_sum(deviation * deviation, axis) / n
 
 
 def _correct(x, y, *, model):
