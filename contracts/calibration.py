@@ -267,7 +267,10 @@ def dims_of(cfg: TrialConfig) -> tuple[int, ...]:
 
 def train_batches(cfg: TrialConfig) -> int:
     """Train batches per epoch (whole batches only, as `pc.data` cuts them)."""
-    samples = IMAGE_TRAIN_SIZE if FAMILIES[cfg.data.dataset] == "images" else cfg.data.n_samples
+    if FAMILIES[cfg.data.dataset] == "images":
+        samples = min(IMAGE_TRAIN_SIZE, cfg.data.train_subset or IMAGE_TRAIN_SIZE)  # the first N (data.train_subset)
+    else:
+        samples = cfg.data.n_samples
     return max(1, samples // cfg.data.batch_size)
 
 

@@ -27,10 +27,11 @@ from contracts.limits import LIMITS, check_limits, describe, in_range
 
 DATASETS = ("two_moons", "two_circles", "fashion_mnist", "mnist")
 MODEL_KINDS = ("pc", "bp")
-ACTIVATIONS = ("leaky_relu", "hard_tanh", "relu", "tanh", "sigmoid")
+ACTIVATIONS = ("leaky_relu", "hard_tanh", "relu", "tanh", "sigmoid", "gelu")
 W_OPTIMIZERS = ("sgd", "adamw")
 H_OPTIMIZERS = ("sgd",)
-INIT_H = ("forward", "randn")
+INIT_H = ("forward", "zero", "normal")
+OUTPUT_ENERGIES = ("ce", "se")
 INIT_W = ("default",)
 RESIZE_METHODS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
 MATMUL_PRECISIONS = ("default", "high", "highest")  # jax.default_matmul_precision names
@@ -50,6 +51,8 @@ class DataConfig:
     n_classes: int | None = None  # one-hot width; None = the dataset's classes (2 or 10)
     noise: float | None = None  # sklearn noise; None = the paper's (moons 0.2, circles 0.02)
     seed: int = 42  # sklearn random_state of the train set (the test set uses 0, as the paper)
+    normalize: bool = True  # images: (x/255 - mean) / std with the paper's constants; False keeps x/255 in [0, 1]
+    train_subset: int | None = None  # images: train on the first N training images only (cut to whole batches)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,9 @@ class ModelConfig:
     n_layers: int = 4  # layers of neurons including input and output
     activation: str = "leaky_relu"
     init_w: str = "default"  # W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as pxnn.Linear
-    init_h: str = "forward"  # forward (h <- u) | randn (h <- u + N(0, init_h_sd^2))
-    init_h_sd: float = 0.1
+    init_h: str = "forward"  # hidden states before inference: forward (h <- u) | zero | normal (N(0, init_h_sd^2))
+    init_h_sd: float = 0.1  # standard deviation of the normal init
+    output_energy: str = "ce"  # PC output Vode: ce (Section 5.1) | se (squared error to the one-hot label)
     constant_width: bool = False  # ablation: in = h = out (data.resize^2 = n_classes = width)
 
 
@@ -70,11 +74,13 @@ class TrainConfig:
     T: int = 8  # inference steps per batch (BP uses 1)
     h_lr: float = 0.1  # gamma: state learning rate, per sample h_i -= gamma * dE_i/dh_i
     h_optimizer: str = "sgd"
+    h_momentum: float = 0.0  # state SGD momentum, its trace reset every batch (the state-init study)
     w_optimizer: str = "adamw"  # sgd | adamw
     w_lr: float = 0.01
     w_momentum: float = 0.9  # SGD momentum; a label only for AdamW (docs/paper-notes.md Q16)
     w_weight_decay: float = 1e-4  # AdamW only (optax default, as the paper)
     matmul_precision: str = "default"  # float32 matmuls: default (TF32 allowed on GPUs) | high | highest
+    early_stop: bool = False  # the state-init study's rule (pc.early_stop): later epochs are NaN, status ok
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ACTIVATIONS,
     "model.init_w": INIT_W,
     "model.init_h": INIT_H,
+    "model.output_energy": OUTPUT_ENERGIES,
     "train.w_optimizer": W_OPTIMIZERS,
     "train.h_optimizer": H_OPTIMIZERS,
     "train.matmul_precision": MATMUL_PRECISIONS,
@@ -232,6 +239,17 @@ def _validate(cfg: TrialConfig) -> TrialConfig:
                 f"data.n_samples // data.batch_size = {n_batches}: must be even and >= 2 "
                 "(the half-size test set is cut into whole batches, docs/paper-notes.md Q23)"
             )
+    if d.dataset not in ("fashion_mnist", "mnist"):
+        if not d.normalize:
+            raise ConfigError("data.normalize: only image datasets are normalised; leave it true")
+        if d.train_subset is not None:
+            raise ConfigError("data.train_subset: only image datasets take a subset; set data.n_samples")
+    elif d.train_subset is not None and d.train_subset < d.batch_size:
+        raise ConfigError(f"data.train_subset: got {d.train_subset}; expected at least data.batch_size "
+                          f"({d.batch_size}), one whole batch")
+    if m.kind == "bp" and (m.output_energy != "ce" or m.init_h != "forward" or t.h_momentum != 0):
+        raise ConfigError("model.output_energy, model.init_h and train.h_momentum: backprop has no states to "
+                          "initialise or move and a cross-entropy loss; leave them at ce, forward and 0.0")
     if m.constant_width and (d.n_classes != m.width or (d.resize or 28) ** 2 != m.width):
         raise ConfigError(
             f"model.constant_width: needs data.n_classes = model.width = data.resize**2; "
@@ -267,8 +285,18 @@ def canonical_json(mapping: Mapping[str, Any]) -> str:
 # Section keys added after the trial id contract was fixed, with the value every older trial ran at.
 # While a key holds that value it is left out of the id, so that no existing trial id changes
 # (docs/design.md section 2); any other value enters the id as usual.
-ID_NEUTRAL_DEFAULTS: dict[str, Any] = {"train.matmul_precision": "default"}
+ID_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "train.matmul_precision": "default",
+    "train.h_momentum": 0.0,
+    "train.early_stop": False,
+    "model.output_energy": "ce",
+    "data.normalize": True,
+    "data.train_subset": None,
+}
 _NO_VALUE = object()
+# The keys the state-initialisation study added (docs/paper-notes.md section 9).
+STATE_INIT_KEYS = ("train.h_momentum", "train.early_stop", "model.output_energy", "data.normalize",
+                   "data.train_subset")
 
 
 def id_section(name: str, section: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,7 +315,10 @@ def trial_id(mapping: Mapping[str, Any]) -> str:
 
 # Keys that may differ between trials of one compiled group program (they become per-trial
 # arrays with a leading trial axis). Every other key changes the program's shapes or structure.
-PER_TRIAL_KEYS = ("seed", "train.h_lr", "train.w_lr", "train.w_momentum", "train.w_weight_decay")
+# train.h_momentum is per trial too, but whether it is zero is not: a program with momentum carries a
+# velocity per state, one without is the plain SGD step (`static_key` keeps that bit).
+PER_TRIAL_KEYS = ("seed", "train.h_lr", "train.w_lr", "train.w_momentum", "train.w_weight_decay",
+                  "train.h_momentum", "train.early_stop")
 
 
 def static_key(config: TrialConfig | Mapping[str, Any]) -> str:
@@ -297,10 +328,20 @@ def static_key(config: TrialConfig | Mapping[str, Any]) -> str:
     """
     mapping = config.to_mapping() if isinstance(config, TrialConfig) else dict(config)
     mapping = json.loads(json.dumps(mapping))
+    train = mapping.get("train", {})
+    momentum_on = bool(train.get("h_momentum", 0.0))
     for key in PER_TRIAL_KEYS:
         *parents, leaf = key.split(".")
         node = mapping
         for part in parents:
-            node = node[part]
+            node = node.get(part, {})
         node.pop(leaf, None)
+    if momentum_on:
+        train["h_momentum"] = "per-trial"
+    # keys added with the state-init study leave the program's key as it was while they hold their old value,
+    # so calibrations measured before them (`contracts.calibration.program_key`) still match
+    for key in STATE_INIT_KEYS:
+        section, leaf = key.split(".")
+        if leaf in mapping.get(section, {}) and mapping[section][leaf] == ID_NEUTRAL_DEFAULTS[key]:
+            del mapping[section][leaf]
     return canonical_json(mapping)

@@ -19,6 +19,7 @@ LIMITS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.n_classes": (2, 10**6, False, False),
     "data.noise": (0, None, False, False),
     "data.seed": (0, UINT32, False, True),
+    "data.train_subset": (1, 10**8, False, False),
     "model.width": (1, 2**16, False, False),
     "model.n_layers": (1, 64, False, False),
     "model.init_h_sd": (0, None, False, False),
@@ -26,6 +27,7 @@ LIMITS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.T": (1, 10**4, False, False),
     "train.h_lr": (0, None, True, False),
     "train.w_lr": (0, None, True, False),
+    "train.h_momentum": (0, 1, False, False),  # the study searched [0, 1] (1 is allowed: the trace resets per batch)
     "train.w_momentum": (0, 1, False, True),
     "train.w_weight_decay": (0, None, False, False),
     "seed": (0, UINT32, False, True),

@@ -154,6 +154,7 @@ def _shape(cfg: TrialConfig) -> tuple:
     for name, inner in _STATIC_SPEC:
         value = getattr(cfg, name)
         out.append(value if inner is None else tuple(getattr(value, f) for f in inner))
+    out.append(cfg.train.h_momentum != 0)  # per trial, but on/off is part of the program (`static_key`)
     return tuple(out)
 
 
@@ -175,7 +176,7 @@ def estimate_trial_seconds(cfg: TrialConfig, *, flops_per_s: float = FLOPS_PER_S
     d, m, t = cfg.data, cfg.model, cfg.train
     if d.dataset in TRAIN_SIZE:
         n_in = (d.resize or 28) ** 2
-        samples = TRAIN_SIZE[d.dataset]
+        samples = min(TRAIN_SIZE[d.dataset], d.train_subset or TRAIN_SIZE[d.dataset])
     else:
         n_in = 2
         samples = d.n_samples

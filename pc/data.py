@@ -6,7 +6,9 @@ once, in dataset order; the training shuffles the *order of the batches* per tri
     two_moons / two_circles: sklearn, n = batch_size * (n_samples // batch_size), train
         random_state = data.seed (42), a half-size test set with random_state 0
     fashion_mnist / mnist: IDX files (.gz or raw), optional PIL resize, flatten, drop the last
-        partial batch of train and test, /255, normalise with the paper's constants
+        partial batch of train and test, /255, normalise with the paper's constants (Section 5.1;
+        `data.normalize=false` keeps x/255 in [0, 1], as the state-initialisation study's ToTensor did);
+        `data.train_subset=N` keeps the first N training images (a reduced slice; the test set stays whole)
 
 Command line: `python -m pc.data fetch fashion_mnist --to DIR` downloads the IDX files from the
 canonical source (needs network).
@@ -87,6 +89,8 @@ def _load_cached(cfg: DataConfig, resolved_dir: str | None) -> Dataset:
         (trx, try_), (tex, tey) = _toy(cfg)
     else:
         (trx, try_), (tex, tey) = _images(cfg, Path(resolved_dir))
+        if cfg.train_subset is not None:
+            trx, try_ = trx[: cfg.train_subset], try_[: cfg.train_subset]
     bs = cfg.batch_size
     out = []
     for x, y in ((trx, try_), (tex, tey)):
@@ -151,7 +155,7 @@ def _images(cfg: DataConfig, folder: Path):
         if cfg.resize is not None:
             images = resize_images(images, cfg.resize, cfg.resize_method)
         x = images.reshape(len(images), -1).astype(np.float32) / 255.0
-        out.append(((x - mean) / std, labels))
+        out.append(((x - mean) / std if cfg.normalize else x, labels))
     return out[0], out[1]
 
 

@@ -24,17 +24,20 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
     "tanh": jax.nn.tanh,
     "sigmoid": jax.nn.sigmoid,
+    "gelu": jax.nn.gelu,  # tanh approximation (jax's default), as the study's getattr(jax.nn, "gelu")
 }
+OUTPUT_ENERGIES = {"ce": pxc.ce_energy, "se": pxc.se_energy}
 
 
 class PCModel(pxc.EnergyModule):
-    """Predictive-coding MLP: two se-energy hidden Vodes, a frozen ce-energy output Vode."""
+    """Predictive-coding MLP: two se-energy hidden Vodes, a frozen output Vode (ce, or se in the state-init study)."""
 
-    def __init__(self, dims: Sequence[int], act_fn: Callable, *, rkg: px.RandomKeyGenerator) -> None:
+    def __init__(self, dims: Sequence[int], act_fn: Callable, *, rkg: px.RandomKeyGenerator,
+                 output_energy: str = "ce") -> None:
         super().__init__()
         self.act_fn = px.static(act_fn)
         self.layers = [pxnn.Linear(dims[i], dims[i + 1], rkg=rkg) for i in range(len(dims) - 1)]
-        self.vodes = [pxc.Vode() for _ in range(len(dims) - 2)] + [pxc.Vode(pxc.ce_energy)]
+        self.vodes = [pxc.Vode() for _ in range(len(dims) - 2)] + [pxc.Vode(OUTPUT_ENERGIES[output_energy])]
         self.vodes[-1].h.frozen = True
 
     def __call__(self, x: jax.Array, y: jax.Array | None = None) -> jax.Array:
@@ -51,8 +54,11 @@ class PCModel(pxc.EnergyModule):
 class BPModel(pxc.EnergyModule):
     """Backprop MLP as the paper ran it: activation after every layer (logits too), one ce Vode."""
 
-    def __init__(self, dims: Sequence[int], act_fn: Callable, *, rkg: px.RandomKeyGenerator) -> None:
+    def __init__(self, dims: Sequence[int], act_fn: Callable, *, rkg: px.RandomKeyGenerator,
+                 output_energy: str = "ce") -> None:
         super().__init__()
+        if output_energy != "ce":
+            raise ValueError(f"model.output_energy: backprop trains on ce, got {output_energy!r}")
         self.act_fn = px.static(act_fn)
         self.layers = [pxnn.Linear(dims[i], dims[i + 1], rkg=rkg) for i in range(len(dims) - 1)]
         self.vodes = [pxc.Vode(pxc.ce_energy)]
@@ -67,10 +73,12 @@ class BPModel(pxc.EnergyModule):
         return self.vodes[-1].get("u")
 
 
-def build_model(kind: str, dims: Sequence[int], activation: str, seed: int | jax.Array = 0):
-    """A fresh PC or BP model whose weights come from `px.RandomKeyGenerator(seed)`."""
+def build_model(kind: str, dims: Sequence[int], activation: str, seed: int | jax.Array = 0,
+                output_energy: str = "ce"):
+    """A fresh PC or BP model whose weights come from `px.RandomKeyGenerator(seed)` (the output energy
+    does not change them)."""
     cls = {"pc": PCModel, "bp": BPModel}[kind]
-    return cls(dims, ACTIVATIONS[activation], rkg=px.RandomKeyGenerator(seed))
+    return cls(dims, ACTIVATIONS[activation], rkg=px.RandomKeyGenerator(seed), output_energy=output_energy)
 
 
 def weights(model: pxc.EnergyModule) -> list[jax.Array]:
@@ -106,4 +114,6 @@ def _init_fn(kind: str, dims: tuple[int, ...], activation: str):
     return _INIT_CACHE[key]
 
 
-__all__ = ["ACTIVATIONS", "BPModel", "PCModel", "build_model", "init_weights", "set_weights", "weights"]
+__all__ = [
+    "ACTIVATIONS", "OUTPUT_ENERGIES", "BPModel", "PCModel", "build_model", "init_weights", "set_weights", "weights",
+]

@@ -6,8 +6,9 @@ u_{l+1} = f(W_{l+1} h_l + b_{l+1}); logits = W_L h_{L-1} + b_L; the output state
     E_i  = sum_l 0.5 |h_l - u_l|^2 + CE(y, logits)
     e_l  = h_l - u_l
     dE_i/dh_l = e_l - (e_{l+1} * f'(z_{l+1})) W_{l+1}        (l < L-1)
-    dE_i/dh_{L-1} = e_{L-1} + (softmax(logits) sum(y) - y) W_L
-    h_l <- h_l - gamma * dE_i/dh_l
+    dE_i/dh_{L-1} = e_{L-1} + (softmax(logits) sum(y) - y) W_L     (cross-entropy output, Section 5.1)
+    dE_i/dh_{L-1} = e_{L-1} + (logits - y) W_L                        (squared-error output, `model.output_energy=se`)
+    h_l <- h_l - gamma * dE_i/dh_l                                    (with `train.h_momentum`: optax.sgd's trace)
 
 This is what `pxf.value_and_grad` of pcx's batch-mean energy followed by `pxu.Optim(sgd(gamma)).step(...,
 scale_by=B)` computes (docs/paper-notes.md trap (a): each sample moves by gamma * dE_i/dh_i); a group epoch gives
@@ -60,17 +61,29 @@ def _ce(y: jax.Array, logits: jax.Array) -> jax.Array:
     return jnp.sum(-(y * jax.nn.log_softmax(logits)), axis=-1)
 
 
+def _se(y: jax.Array, logits: jax.Array) -> jax.Array:
+    """pcx's `se_energy` of the output clamped to the one-hot label, 0.5 |y - logits|^2 summed as a fixed tree:
+    [B] (the state-initialisation study's output, `model.output_energy=se`)."""
+    error = y - logits
+    return 0.5 * tree_sum(error * error, axis=-1)
+
+
+OUTPUT_ENERGY = {"ce": _ce, "se": _se}
+
+
 def _back(delta: jax.Array, w: jax.Array, w_t: jax.Array | None) -> jax.Array:
     """delta @ W ([B, out] x [out, in]); with `w_t` = W^T as the faster NT product (`pc.transposed`)."""
     return delta @ w if w_t is None else delta @ w_t.T
 
 
 def energies_and_grads(hs: Arrays, u1: jax.Array, weights: Weights, y: jax.Array, act: Activation,
-                       w_t: Arrays | None = None) -> tuple[jax.Array, list[jax.Array]]:
+                       w_t: Arrays | None = None, output: str = "ce") -> tuple[jax.Array, list[jax.Array]]:
     """Per-sample energies [B, L] and dE_i/dh_l of every hidden state, at states `hs` ([B, width] each).
 
-    weights: [(W_l, b_l)] of layers 2..L (W of shape (out, in)); w_t: their transposes, or None.
+    weights: [(W_l, b_l)] of layers 2..L (W of shape (out, in)); w_t: their transposes, or None;
+    output: the output Vode's energy, ce (softmax cross-entropy) or se (squared error).
     """
+    out_energy = OUTPUT_ENERGY[output]
     n_hidden = len(hs)
     us, act_vjps = [u1], []
     for layer in range(n_hidden - 1):
@@ -79,9 +92,9 @@ def energies_and_grads(hs: Arrays, u1: jax.Array, weights: Weights, y: jax.Array
         us.append(u)
         act_vjps.append(vjp)
     w_out, b_out = weights[-1]
-    ce, ce_vjp = jax.vjp(lambda logits: _ce(y, logits), hs[-1] @ w_out.T + b_out)
+    e_out, out_vjp = jax.vjp(lambda logits: out_energy(y, logits), hs[-1] @ w_out.T + b_out)
     errors = [h - u for h, u in zip(hs, us)]
-    energies = [0.5 * tree_sum(e * e, axis=-1) for e in errors] + [ce]
+    energies = [0.5 * tree_sum(e * e, axis=-1) for e in errors] + [e_out]
     grads = []
     for layer, error in enumerate(errors):
         w_back = None if w_t is None else w_t[layer]
@@ -89,21 +102,30 @@ def energies_and_grads(hs: Arrays, u1: jax.Array, weights: Weights, y: jax.Array
             (delta,) = act_vjps[layer](errors[layer + 1])
             grads.append(error - _back(delta, weights[layer][0], w_back))
         else:
-            (delta,) = ce_vjp(jnp.ones_like(ce))
+            (delta,) = out_vjp(jnp.ones_like(e_out))
             grads.append(error + _back(delta, w_out, w_back))
     return jnp.stack(energies, axis=-1), grads
 
 
 def inference(hs: Arrays, u1: jax.Array, weights: Weights, y: jax.Array, act: Activation, h_lr: jax.Array, T: int,
-              w_t: Arrays | None = None) -> tuple[list[jax.Array], jax.Array]:
-    """T plain-SGD steps on the hidden states; returns the final states and the energies [T, B, L] each step
-    started from (t = 0 .. T-1). T is small and static: a Python loop, unrolled in the trace."""
+              w_t: Arrays | None = None, output: str = "ce",
+              h_momentum: jax.Array | None = None) -> tuple[list[jax.Array], jax.Array]:
+    """T SGD steps on the hidden states; returns the final states and the energies [T, B, L] each step
+    started from (t = 0 .. T-1). T is small and static: a Python loop, unrolled in the trace.
+
+    h_momentum: None for plain SGD (Section 5.1), else optax.sgd's momentum: v <- g + m v (v = 0 at the
+    batch's start, the study's per-batch `optim_h.init`), h <- h - gamma v.
+    """
     hs, records = list(hs), []
+    velocity = None
     for _ in range(T):
-        energies, grads = energies_and_grads(hs, u1, weights, y, act, w_t)
+        energies, grads = energies_and_grads(hs, u1, weights, y, act, w_t, output)
+        if h_momentum is not None:
+            grads = grads if velocity is None else [g + h_momentum * v for g, v in zip(grads, velocity)]
+            velocity = grads
         hs = [h - h_lr * g for h, g in zip(hs, grads)]
         records.append(energies)
     return hs, jnp.stack(records)
 
 
-__all__ = ["energies_and_grads", "inference", "tree_sum"]
+__all__ = ["OUTPUT_ENERGY", "energies_and_grads", "inference", "tree_sum"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,7 @@ import pcx.predictive_coding as pxc
 import pcx.utils as pxu
 
 from contracts.config import TrialConfig, static_key
-from pc import state_steps
+from pc import state_init, state_steps
 from pc.memory import per_trial_bytes
 from pc.model import build_model, init_weights, set_weights
 from pc.precision import precision_scope
@@ -57,6 +58,26 @@ MAX_PAD_WASTE = 0.25  # above PAD_ALWAYS, pad only when at most this fraction of
 
 
 _VODE_AXES = pxu.M(pxc.VodeParam | pxc.VodeParam.Cache).to((None, 0))
+
+
+@dataclass(frozen=True)
+class StateRule:
+    """The static part of how a PC trial's states start and move (one compiled program per rule).
+
+    init_h: forward | zero | normal (`pc.state_init`), init_h_sd: the normal's sd; output_energy: ce | se;
+    momentum: whether the state SGD carries a velocity (its per-trial value is an array, `train.h_momentum`).
+    The defaults are Section 5.1's rule.
+    """
+
+    init_h: str = "forward"
+    init_h_sd: float = 0.1
+    output_energy: str = "ce"
+    momentum: bool = False
+
+    @classmethod
+    def of(cls, cfg: TrialConfig) -> StateRule:
+        m = cfg.model
+        return cls(m.init_h, m.init_h_sd, m.output_energy, cfg.train.h_momentum != 0)
 
 
 def dims_of(cfg: TrialConfig, d_in: int, n_classes: int) -> tuple[int, ...]:
@@ -118,12 +139,17 @@ def _layer_energies(model) -> jax.Array:
 
 
 def train_on_batch(
-    x, y, h_lr, *, model, optim_w, kind: str, T: int, transpose_w: bool = False
+    x, y, h_lr, *, model, optim_w, kind: str, T: int, transpose_w: bool = False, rule: StateRule | None = None,
+    h_momentum=None, init_key=None, epoch=0, position=0,
 ) -> dict[str, jax.Array]:
     """One mini-batch of one trial; returns its metrics (see the module docstring).
 
     transpose_w: give the state steps W^T copies (see `pc.transposed`); same math.
+    rule: how states start and move (`StateRule`; None = Section 5.1's forward init, plain SGD, ce output);
+    h_momentum: the trial's state momentum (used when `rule.momentum`); init_key, epoch, position: the trial's
+    key and this batch's place, for `init_h=normal` (`pc.state_init`).
     """
+    rule = rule or StateRule()
     with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
         _forward(x, y, model=model)
     if kind == "pc":
@@ -131,12 +157,15 @@ def train_on_batch(
         # (x is clamped). The weights do not move in the T steps either; for large shapes their transposed copies
         # make the state gradients fast NT products (`pc.transposed`; the barrier keeps XLA from folding the
         # transpose back into W).
-        hidden = [vode.get("h") for vode in model.vodes[:-1]]
+        # With init_h zero or normal the states then start elsewhere; u_1 is still the forward h_1.
+        forward_states = [vode.get("h") for vode in model.vodes[:-1]]
+        hidden = state_init.initial_states(rule.init_h, forward_states, init_key, epoch, position, rule.init_h_sd)
         weights = [(layer.nn.weight.get(), layer.nn.bias.get()) for layer in model.layers[1:]]
         w_t = None
         if transpose_w:
             w_t = jax.lax.optimization_barrier([w.T for w, _ in weights])
-        hidden, e_steps = state_steps.inference(hidden, hidden[0], weights, y, model.act_fn, h_lr, T, w_t)
+        hidden, e_steps = state_steps.inference(hidden, forward_states[0], weights, y, model.act_fn, h_lr, T, w_t,
+                                                rule.output_energy, h_momentum if rule.momentum else None)
         for vode, h in zip(model.vodes[:-1], hidden):
             vode.set("h", h)
     with pxu.step(model, clear_params=pxc.VodeParam.Cache):
@@ -220,18 +249,23 @@ def _correct(x, y, *, model):
     return jnp.sum(jnp.argmax(logits, axis=-1) == jnp.argmax(y, axis=-1))
 
 
-def _make_epoch(kind: str, T: int, transpose_w: bool, precision: str = "default"):
-    """Compiled epoch: (perm [N, B], h_lr [N], data) -> (metrics [N, B, ...], accuracy [N]).
+def _make_epoch(kind: str, T: int, transpose_w: bool, precision: str = "default", rule: StateRule | None = None):
+    """Compiled epoch: (perm [N, B], h_lr [N], h_momentum [N], init_key [N, 2], epoch, data)
+    -> (metrics [N, B, ...], accuracy [N]).
 
     precision: `train.matmul_precision`, in effect while the program is traced (so in every dot).
+    rule: the static state rule (`StateRule`); the per-trial momentum and key enter as arrays.
     """
 
-    def per_trial(perm, h_lr, xs, ys, test_x, test_y, *, model, optim_w):
-        def batch_step(idx, *, model, optim_w):
+    def per_trial(perm, h_lr, h_momentum, init_key, epoch, xs, ys, test_x, test_y, *, model, optim_w):
+        def batch_step(idx_pos, *, model, optim_w):
+            idx, position = idx_pos
             return (), train_on_batch(xs[idx], ys[idx], h_lr, model=model, optim_w=optim_w, kind=kind, T=T,
-                                      transpose_w=transpose_w)
+                                      transpose_w=transpose_w, rule=rule, h_momentum=h_momentum,
+                                      init_key=init_key, epoch=epoch, position=position)
 
-        _, metrics = pxf.scan(batch_step, xs=perm)(model=model, optim_w=optim_w)
+        positions = jnp.arange(perm.shape[0], dtype=jnp.int32)
+        _, metrics = pxf.scan(batch_step, xs=(perm, positions))(model=model, optim_w=optim_w)
 
         def test_step(xy, *, model):
             return (), _correct(*xy, model=model)
@@ -242,7 +276,7 @@ def _make_epoch(kind: str, T: int, transpose_w: bool, precision: str = "default"
 
     trials = pxf.vmap(
         {"model": pxu.M(pxnn.LayerParam).to((None, 0)), "optim_w": 0},
-        in_axes=(0, 0, None, None, None, None),
+        in_axes=(0, 0, 0, 0, None, None, None, None, None),
         out_axes=0,
     )(per_trial)
 
@@ -275,7 +309,8 @@ class GroupProgram:
         self.dims = dims_of(cfg, d_in, n_classes)
         self.activation = cfg.model.activation
         self.w_optimizer = cfg.train.w_optimizer
-        self.model = build_model(self.kind, self.dims, self.activation, 0)
+        self.rule = StateRule.of(cfg)
+        self.model = build_model(self.kind, self.dims, self.activation, 0, cfg.model.output_energy)
         self.model.train()
         for vode, width in zip(self.model.vodes, self.dims[-len(self.model.vodes):]):
             vode.shape.set((width,))  # what the first forward call would record
@@ -288,8 +323,8 @@ class GroupProgram:
             self.transpose_choice = TransposeChoice(shape, False, "auto", "bp-has-no-state-steps")
         else:
             self.transpose_choice = choose(self.dims, cfg.data.batch_size, self.T)
-        self._epoch = _make_epoch(self.kind, self.T, self.transpose_choice.use, self.precision)
-        self._h_lr = None
+        self._epoch = _make_epoch(self.kind, self.T, self.transpose_choice.use, self.precision, self.rule)
+        self._h_lr = self._h_momentum = self._init_keys = None
         self.release()
 
     def start(self, cfgs: Sequence[TrialConfig]) -> None:
@@ -303,6 +338,8 @@ class GroupProgram:
             hyper[name] = jnp.asarray(values, dtype=hyper[name].dtype)
         self.optim_w.state.set(state._replace(hyperparams=hyper))
         self._h_lr = jnp.asarray([c.train.h_lr for c in cfgs], dtype=jnp.float32)
+        self._h_momentum = jnp.asarray([c.train.h_momentum for c in cfgs], dtype=jnp.float32)
+        self._init_keys = _trial_keys(jnp.asarray([c.seed for c in cfgs], dtype=jnp.uint32))
 
     def release(self) -> None:
         """Drop the group's arrays (weights, optimizer state, per-trial numbers); keep the executable.
@@ -312,7 +349,7 @@ class GroupProgram:
         set_weights(self.model, [None] * (2 * len(self.model.layers)))
         self.optim_w.state.set(None)
         self.model.clear_params(pxc.VodeParam)
-        self._h_lr = None
+        self._h_lr = self._h_momentum = self._init_keys = None
 
     @contextlib.contextmanager
     def loaded(self, cfgs: Sequence[TrialConfig]) -> Iterator[GroupProgram]:
@@ -323,14 +360,28 @@ class GroupProgram:
         finally:
             self.release()
 
-    def epoch(self, perm: np.ndarray, data: Mapping[str, jax.Array]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Train one epoch; perm [n, B] is each trial's batch order. Returns numpy metrics, accuracy."""
+    def lower(self, perm: jax.Array, train_x: jax.Array, train_y: jax.Array, test_x: jax.Array,
+              test_y: jax.Array, epoch: int = 0):
+        """The loaded program lowered for these arguments (jax's `Lowered`: `.as_text()`, `.compile()`), for
+        tests and benchmarks that read its HLO or memory analysis."""
+        kwargs = px.tree_ref({"model": self.model, "optim_w": self.optim_w, "__RKG": px.RKG})
+        return self._epoch.wrap_fn.lower(perm, self._h_lr, self._h_momentum, self._init_keys,
+                                         jnp.asarray(epoch, dtype=jnp.int32), train_x, train_y, test_x, test_y,
+                                         **kwargs)
+
+    def epoch(self, perm: np.ndarray, data: Mapping[str, jax.Array],
+              epoch: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Train one epoch (the `epoch`-th, from 0: it seeds the normal state draws); perm [n, B] is each
+        trial's batch order. Returns numpy metrics, accuracy."""
         metrics, acc = self._epoch(
-            jnp.asarray(perm, dtype=jnp.int32), self._h_lr, data["train_x"], data["train_y"],
+            jnp.asarray(perm, dtype=jnp.int32), self._h_lr, self._h_momentum, self._init_keys,
+            jnp.asarray(epoch, dtype=jnp.int32), data["train_x"], data["train_y"],
             data["test_x"], data["test_y"], model=self.model, optim_w=self.optim_w,
         )
         return {k: np.asarray(v) for k, v in metrics.items()}, np.asarray(acc)
 
+
+_trial_keys = jax.jit(jax.vmap(state_init.trial_key))
 
 _PROGRAMS: dict[tuple, GroupProgram] = {}
 
@@ -415,7 +466,7 @@ def flops_per_trial_epoch(cfg: TrialConfig, d_in: int, n_classes: int, n_batches
 
 
 __all__ = [
-    "GROUP_SIZES", "GroupProgram", "chunk_sizes", "dims_of", "drop_program", "flops_per_trial_epoch",
+    "GROUP_SIZES", "GroupProgram", "StateRule", "chunk_sizes", "dims_of", "drop_program", "flops_per_trial_epoch",
     "get_program", "group_sizes", "padded_size", "train_on_batch", "transposed_weights_pay",
     "w_optimizer_factory",
 ]

@@ -26,6 +26,7 @@ import numpy as np
 
 from contracts.config import ConfigError, TrialConfig, static_key, trial_id
 from contracts.shard import TrialResult, write_shard
+from pc.early_stop import epochs_to_train
 from pc.memory import max_group_size, memory_budget
 from pc.record import ProgramRun, RunRecord
 
@@ -120,11 +121,6 @@ def _run_group(group, data_dir, bar, on_epoch, record: RunRecord,
     record.jax_default_matmul_precision = jax_default_precision()
 
     try:
-        if group[0].model.init_h != "forward":
-            raise NotImplementedError(
-                f"model.init_h: {group[0].model.init_h!r} is not implemented in pcsweep; use forward "
-                "(the paper's runs all used forward initialisation)"
-            )
         ds = load_data(group[0].data, data_dir)
         data = _device_data(ds)
         sizes = train.group_sizes(group[0], ds.d_in, ds.n_classes, memory_budget(),
@@ -175,7 +171,7 @@ def _run_chunk(chunk, n, ds, data, bar, on_epoch, record: RunRecord) -> Iterator
     with measure_compile() as meter:
         program = train.get_program(chunk[0], ds.d_in, ds.n_classes, n)
         with program.loaded(padded):
-            per_epoch, accs = _train_epochs(program, chunk, padded, ds, data, bar, on_epoch)
+            per_epoch, accs, trained = _train_epochs(program, chunk, padded, ds, data, bar, on_epoch)
     train_s = time.perf_counter() - t0
     run = ProgramRun(hashlib.sha256(static_key(chunk[0]).encode()).hexdigest()[:12], n, len(chunk),
                      round(meter.seconds, 3), meter.cache_hits, round(train_s, 3), program.precision,
@@ -189,33 +185,45 @@ def _run_chunk(chunk, n, ds, data, bar, on_epoch, record: RunRecord) -> Iterator
     for i, cfg in enumerate(chunk):
         arrays = {k: np.stack([m[k][i] for m in per_epoch]).astype(np.float32) for k in _ARRAYS_EB}
         arrays["test_accuracy"] = np.array([a[i] for a in accs], np.float32)
-        status = _mark_divergence(arrays)
+        status = _mark_divergence(arrays, trained[i])
         yield TrialResult(cfg.trial_id, cfg.to_mapping(), status, wall_s, arrays)
 
 
-def _train_epochs(program, chunk, padded, ds, data, bar, on_epoch) -> tuple[list[dict], list[np.ndarray]]:
-    """Every epoch of one loaded chunk; stops computing once every real trial has diverged."""
+def _train_epochs(program, chunk, padded, ds, data, bar,
+                  on_epoch) -> tuple[list[dict], list[np.ndarray], list[int]]:
+    """Every epoch of one loaded chunk; stops computing once every real trial has diverged or stopped early.
+
+    Returns the per-epoch metrics and accuracies of the whole program, and per real trial the epochs it
+    trained (`train.early_stop`, `pc.early_stop`: the epochs after its stop do not count).
+    """
     n = len(padded)
     n_batches, epochs = ds.train_x.shape[0], chunk[0].train.epochs
     orders = np.stack([batch_orders(c.seed, n_batches, epochs) for c in padded], axis=1)  # [E, n, B]
     per_epoch, accs = [], []
     diverged = np.zeros(n, bool)
+    trained = [epochs] * len(chunk)
+    done = np.zeros(len(chunk), bool)
     for epoch in range(epochs):
-        if diverged[: len(chunk)].all():  # nothing left to learn: skip the compute
+        if (diverged[: len(chunk)] | done).all():  # nothing left to learn: skip the compute
             metrics = {k: np.full_like(v, np.nan) for k, v in per_epoch[-1].items()}
             acc = np.full(n, np.nan, np.float32)
         else:
-            metrics, acc = program.epoch(orders[epoch], data)
+            metrics, acc = program.epoch(orders[epoch], data, epoch)
             bad = np.zeros(n, bool)
             for v in metrics.values():
                 bad |= ~np.isfinite(v.reshape(n, -1)).all(axis=1)
             diverged |= bad
         per_epoch.append(metrics)
         accs.append(acc)
+        for i, cfg in enumerate(chunk):
+            if cfg.train.early_stop and not done[i]:
+                stop = epochs_to_train([a[i] for a in accs])
+                if stop is not None:
+                    trained[i], done[i] = stop, True
         bar.update(len(chunk))
         if on_epoch is not None:
             on_epoch(epoch, len(chunk))
-    return per_epoch, accs
+    return per_epoch, accs, trained
 
 
 def batch_orders(seed: int, n_batches: int, epochs: int) -> np.ndarray:
@@ -231,17 +239,26 @@ def batch_orders(seed: int, n_batches: int, epochs: int) -> np.ndarray:
     return np.asarray(out, dtype=np.int32)
 
 
-def _mark_divergence(arrays: dict[str, np.ndarray]) -> str:
-    """NaN-pad every array from the first batch with a NaN/inf metric; return ok | diverged."""
+def _mark_divergence(arrays: dict[str, np.ndarray], trained_epochs: int | None = None) -> str:
+    """NaN-pad every array from the first batch with a NaN/inf metric; return ok | diverged.
+
+    trained_epochs: epochs the trial trained (fewer when it stopped early): later epochs become NaN and do not
+    count as a divergence.
+    """
     e, b = arrays["energy"].shape[:2]
+    if trained_epochs is not None and trained_epochs < e:
+        for k in _ARRAYS_EB:
+            arrays[k][trained_epochs:] = np.nan
+        arrays["test_accuracy"][trained_epochs:] = np.nan
+        e = trained_epochs
     finite = np.ones(e * b, bool)
     for k in _ARRAYS_EB:
-        finite &= np.isfinite(arrays[k].reshape(e * b, -1)).all(axis=1)
+        finite &= np.isfinite(arrays[k][:e].reshape(e * b, -1)).all(axis=1)
     if finite.all():
         return "ok"
     first = int(np.argmin(finite))
     for k in _ARRAYS_EB:
-        flat = arrays[k].reshape(e * b, *arrays[k].shape[2:])
+        flat = arrays[k].reshape(-1, *arrays[k].shape[2:])
         flat[first:] = np.nan
     arrays["test_accuracy"][first // b :] = np.nan
     return "diverged"

@@ -298,3 +298,15 @@ def test_each_task_pays_the_measured_start_once():
                     cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5, task_start_s=8.0)))
     assert len(fits.tasks) == 1 and len(cut.tasks) == 2
     assert all(t.est_s <= 60 for t in cut.tasks)
+
+
+def test_a_training_subset_shrinks_the_estimate_of_both_models():
+    full = TrialConfig.from_mapping({"data": {"dataset": "fashion_mnist", "batch_size": 128}})
+    part = full.replace(**{"data.train_subset": 1000})
+    assert train_batches(full) == 468 and train_batches(part) == 7  # whole batches of the first 1,000 images
+    assert train_batches(part.replace(**{"data.train_subset": 10**6})) == 468  # more than the set: all of it
+    from launch.plan import estimate_trial_seconds
+
+    slow = 1e6  # FLOP/s, so that neither estimate sits at the floor per trial
+    ratio = estimate_trial_seconds(full, flops_per_s=slow) / estimate_trial_seconds(part, flops_per_s=slow)
+    assert ratio == pytest.approx(59_904 / 896)  # whole batches of 60,000 against those of 1,000

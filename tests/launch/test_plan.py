@@ -185,3 +185,14 @@ def test_max_array_size_never_hangs(tmp_path, monkeypatch):
     t0 = time.monotonic()
     assert read_max_array_size(timeout_s=0.5) == 1001
     assert time.monotonic() - t0 < 10
+
+
+def test_plan_groups_state_momentum_on_and_off_apart_as_the_task_will():
+    # h_momentum's value is per trial, whether it is on is part of the program: the planner's stand-in for
+    # static_key must split the search grid's momentum-0 trials from the others (84 programs, not 42).
+    grid = load_grid(GRIDS / "state_init_search.yaml")
+    plan = make_plan(grid.trials, grid="state_init_search", trial_ids=grid.trial_ids)
+    keys = {static_key(c) for c in grid.trials}
+    assert plan.groups == len(keys) == 3 * 7 * 2 * 2  # init rule x T x activation x momentum on/off
+    shapes = {(_shape(c), static_key(c)) for c in grid.trials}
+    assert len({s for s, _ in shapes}) == len(keys) == len(shapes)

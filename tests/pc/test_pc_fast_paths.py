@@ -8,7 +8,6 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pcx as px
 import pcx.functional as pxf
 import pcx.predictive_coding as pxc
 import pcx.utils as pxu
@@ -163,9 +162,7 @@ def test_flop_count_equals_the_dots_xla_runs(cfg, transpose_w):
     program = GroupProgram(cfg, d_in, n_classes, 2, transpose_w=transpose_w)
     program.start([cfg, cfg.replace(seed=1)])
     data = [jnp.zeros((1, b, d_in)), jnp.zeros((1, b, n_classes))]
-    kwargs = px.tree_ref({"model": program.model, "optim_w": program.optim_w, "__RKG": px.RKG})
-    hlo = program._epoch.wrap_fn.lower(jnp.zeros((2, 1), jnp.int32), program._h_lr, *data, *data,
-                                       **kwargs).compile().as_text()
+    hlo = program.lower(jnp.zeros((2, 1), jnp.int32), *data, *data).compile().as_text()
     assert 0 < len(_DOT.findall(hlo)) == hlo.count(" dot(")  # every dot parsed
     assert _dot_flops(hlo) == 2 * flops_per_trial_epoch(cfg, d_in, n_classes, 1, b)
     # pcx's vmaps split a random key that nothing here uses; it must not reach the program's outputs, where

@@ -6,7 +6,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pcx as px
 import pytest
 from pc_cases import BASE, SGD_A, SGD_B
 
@@ -85,9 +84,7 @@ def _xla_bytes(cfg, d_in, n_classes, n, n_batches) -> int:
     b = cfg.data.batch_size
     data = [jnp.zeros((n_batches, b, d_in)), jnp.zeros((n_batches, b, n_classes))]
     with program.loaded([cfg.replace(seed=i) for i in range(n)]):
-        kwargs = px.tree_ref({"model": program.model, "optim_w": program.optim_w, "__RKG": px.RKG})
-        m = program._epoch.wrap_fn.lower(jnp.zeros((n, n_batches), jnp.int32), program._h_lr, *data, *data,
-                                         **kwargs).compile().memory_analysis()
+        m = program.lower(jnp.zeros((n, n_batches), jnp.int32), *data, *data).compile().memory_analysis()
     shared = 2 * sum(x.nbytes for x in data)
     return m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes - shared
 

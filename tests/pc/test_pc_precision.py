@@ -7,7 +7,6 @@ import re
 
 import jax.numpy as jnp
 import numpy as np
-import pcx as px
 import pytest
 from pc_cases import BASE
 
@@ -43,9 +42,7 @@ def test_every_dot_of_the_program_carries_the_precision(precision, expected):
     program = GroupProgram(cfg, 2, 2, 2)
     with program.loaded([cfg, cfg.replace(seed=1)]):
         data = [jnp.zeros((1, 32, 2)), jnp.zeros((1, 32, 2))]
-        kwargs = px.tree_ref({"model": program.model, "optim_w": program.optim_w, "__RKG": px.RKG})
-        text = program._epoch.wrap_fn.lower(jnp.zeros((2, 1), jnp.int32), program._h_lr, *data, *data,
-                                            **kwargs).as_text()
+        text = program.lower(jnp.zeros((2, 1), jnp.int32), *data, *data).as_text()
     dots = text.count("stablehlo.dot_general")
     assert dots > 0
     assert re.findall(r"precision = \[(\w+), (\w+)\]", text) == [(expected, expected)] * dots

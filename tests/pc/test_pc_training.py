@@ -154,13 +154,13 @@ def test_a_failing_group_does_not_poison_later_groups(monkeypatch):
     assert [r.status for r in fresh] == ["ok", "ok"]
 
 
-def test_invalid_mapping_and_unimplemented_init_fail_as_trials():
+def test_invalid_mappings_fail_as_trials():
     bad_mapping = {"model": {"width": -1}}
-    randn = BASE.replace(**{"model.init_h": "randn"})
+    randn = {**BASE.to_mapping(), "model": {**BASE.to_mapping()["model"], "init_h": "randn"}}  # docs/paper-notes.md Q12
     results = list(iter_trial_results([bad_mapping, randn]))
     assert [type(r) for r in results] == [TrialFailure, TrialFailure]
     assert "model.width" in results[0].error
-    assert "model.init_h" in results[1].error
+    assert "model.init_h: got 'randn'; expected one of forward, zero, normal" in results[1].error
 
 
 @pytest.mark.slow

@@ -99,7 +99,7 @@ def test_field_types_of_top_level_and_section_keys():
 def test_valid_keys_lists_every_section_key_then_seed():
     keys = valid_keys()
     assert keys[:3] == ["data.dataset", "data.n_samples", "data.batch_size"]
-    assert keys[-2:] == ["train.matmul_precision", "seed"] and len(keys) == len(set(keys)) == 26
+    assert keys[-2:] == ["train.early_stop", "seed"] and len(keys) == len(set(keys)) == 31
     assert "model.init_h_sd" in keys and "train.T" in keys
 
 
@@ -228,12 +228,20 @@ def test_matmul_precision_enters_the_id_only_away_from_its_neutral_default():
 
 
 def test_static_key_drops_exactly_the_per_trial_keys():
-    assert PER_TRIAL_KEYS == ("seed", "train.h_lr", "train.w_lr", "train.w_momentum", "train.w_weight_decay")
+    assert PER_TRIAL_KEYS == ("seed", "train.h_lr", "train.w_lr", "train.w_momentum", "train.w_weight_decay",
+                              "train.h_momentum", "train.early_stop")
     mapping = {"seed": 1, "data": {"seed": 2}, "train": {"h_lr": 0.1, "w_lr": 0.2, "w_momentum": 0.9,
                                                          "w_weight_decay": 0.0, "epochs": 2}}
     assert static_key(mapping) == '{"data":{"seed":2},"train":{"epochs":2}}'
     assert mapping["seed"] == 1 and mapping["train"]["h_lr"] == 0.1  # the caller's mapping is left as it was
     assert static_key({"train": {"epochs": 3}}) == '{"train":{"epochs":3}}'  # absent per-trial keys are fine
+    # momentum's value is per trial, whether it is on is not; early stopping is host-side
+    assert static_key({"train": {"h_momentum": 0.3, "early_stop": True}}) == '{"train":{"h_momentum":"per-trial"}}'
+    assert static_key({"train": {"h_momentum": 0.0, "early_stop": False}}) == '{"train":{}}'
+    # the study's keys at their old values leave the key as it was; other values enter it
+    assert static_key({"data": {"normalize": True, "train_subset": None}, "model": {"output_energy": "ce"}}) == (
+        '{"data":{},"model":{}}')
+    assert static_key({"data": {"normalize": False}}) == '{"data":{"normalize":false}}'
 
 
 def test_static_key_of_a_config_equals_that_of_its_mapping():
