@@ -2,7 +2,8 @@
 
 Every argument is checked (formats, figure names, each GRID through `grids.resolve`, each summary
 table) before the first figure is drawn, so a bad input is one line on stderr with exit 2 and
-nothing written. Exit 1: a grid not collected yet, or every requested figure skipped.
+nothing written. Exit 1: a grid not collected yet, or every requested figure skipped. With two or
+more grids, figures that have a side-by-side form (state_init) are also drawn once over the grids.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from grids import GridError, GridRef, resolve
-from plots.registry import FIGURES, Outcome, make_figures, select
+from plots.registry import FIGURES, Outcome, make_combined, make_figures, select
 
 PROG = "python -m plots"
 FORMATS = ("pdf", "png")
+AGGREGATES = ("auto", "replay", "search")  # = plots.fig_state_init.AGGREGATES, not imported: --help stays light
 
 
 class UsageError(Exception):
@@ -43,19 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Figures (for --only): " + "; ".join(f"{s.name}: {s.about}" for s in FIGURES))
     p.add_argument("grids", nargs="*", metavar="GRID",
                    help="grid names or grid files (a file names its grid by its name: entry); each grid is drawn "
-                        "on its own, into its own folder")
+                        "on its own, into its own folder; with two or more grids, state_init is also drawn once "
+                        "with one panel per grid that has state-init rows (state-init-side-by-side-<dataset>, "
+                        "into --out, else the first grid's figures folder)")
     p.add_argument("--root", type=Path, default=None,
                    help="run root holding <grid>/ folders (default: $PCSWEEP_ROOT or ./runs)")
     p.add_argument("--format", default="pdf,png",
                    help="comma-separated output formats among pdf, png (default: pdf,png)")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: runs/<grid>/figures; with several grids: OUT/<grid>)")
+                   help="output folder (default: runs/<grid>/figures; with several grids: OUT/<grid>, and the "
+                        "side-by-side figures in OUT itself)")
     p.add_argument("--only", nargs="+", metavar="NAME", default=None,
                    help="draw only these figures (names from --list)")
     p.add_argument("--list", action="store_true", help="list the figures and their file names, then exit")
     p.add_argument("--ratio-min-accuracy", type=float, default=0.5, dest="min_accuracy",
                    help="energy_ratios keeps PC AdamW trials with final accuracy above this (paper: 0.5, "
                         "also for FashionMNIST where chance is 0.1)")
+    p.add_argument("--state-init-aggregate", choices=AGGREGATES, default="auto", dest="aggregate",
+                   help="state_init: replay = mean and 95%% CI over every trial of a cell (seeds of one "
+                        "configuration); search = over the top 5 trials of a cell by accuracy_best; auto (default) "
+                        "= search for a grid with any cell (init, T) holding several configurations, else replay")
     return p
 
 
@@ -113,9 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(e), 1)
     except SummaryError as e:
         return _fail(str(e), 2)
+    options = {"min_accuracy": args.min_accuracy, "aggregate": args.aggregate}
     outcomes: list[Outcome] = []
     for one, out in zip(inputs, outs):
-        outcomes += make_figures(one, out, formats, specs, {"min_accuracy": args.min_accuracy})
+        outcomes += make_figures(one, out, formats, specs, options)
+    # figures over several grids (state_init side by side): into --out itself, else the first grid's folder
+    outcomes += make_combined(inputs, args.out if args.out is not None else refs[0].paths.figures, formats, specs,
+                              options)
     written = [p for o in outcomes for p in o.written]
     skipped = sum(o.skipped is not None for o in outcomes)
     if not written:

@@ -2,6 +2,8 @@
 
 Each `plots/fig_<name>.py` exposes `draw(summary, results, dataset, **options) -> Figure` and
 raises `SkipFigure(reason)` when its data are absent; this module imports each only when it is drawn.
+A figure with a `combined` stem also exposes `draw_grids(grids, dataset, **options) -> Figure | None`,
+which `make_combined` calls once over several grids (one panel per grid).
 """
 
 from __future__ import annotations
@@ -35,9 +37,13 @@ class FigureSpec:
     per_dataset: bool
     about: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)  # fixed keyword arguments of draw
+    combined: str | None = None  # file stem of the figure over several grids (the module's draw_grids)
 
     def draw_fn(self) -> Callable[..., Any]:
         return importlib.import_module(self.module).draw
+
+    def draw_grids_fn(self) -> Callable[..., Any]:
+        return importlib.import_module(self.module).draw_grids
 
 
 FIGURES: tuple[FigureSpec, ...] = (
@@ -57,6 +63,10 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("lr_scaling_constant", "plots.fig_lr_scaling", "lr-scaling-lineplot-{ds}-constant-layer-size",
                True, "the same for the constant-layer-size ablation (model.constant_width true)",
                {"constant_width": True}),
+    FigureSpec("state_init", "plots.fig_state_init", "state-init-accuracy-T-{ds}", True,
+               "PC best test accuracy vs T per state init (forward, zero, normal): mean and 95% CI over seeds "
+               "(replay) or of the top 5 per cell (search); with several grids also one side-by-side figure",
+               combined="state-init-side-by-side-{ds}"),
     FigureSpec("coverage", "plots.fig_coverage", "coverage", False,
                "done / diverged / missing trials per condition (new)"),
 )
@@ -103,8 +113,7 @@ def make_figures(inputs: Inputs, out: Path, formats: Sequence[str], specs: Seque
     outcomes = []
     for spec in specs:
         draw = spec.draw_fn()
-        accepted = inspect.signature(draw).parameters
-        kwargs = {**{k: v for k, v in available.items() if k in accepted}, **spec.kwargs}
+        kwargs = _kwargs(draw, spec, available)
         for ds in (inputs.datasets if spec.per_dataset else [None]):
             stem = spec.stem.format(ds=ds)
             outcome = Outcome(inputs.grid, spec.name, ds)
@@ -116,4 +125,51 @@ def make_figures(inputs: Inputs, out: Path, formats: Sequence[str], specs: Seque
                 outcome.skipped = str(e)
                 log(f"skipped {stem} ({inputs.grid}): {e}")
             outcomes.append(outcome)
+    return outcomes
+
+
+def _kwargs(fn: Callable[..., Any], spec: FigureSpec, available: Mapping[str, Any]) -> dict[str, Any]:
+    """The options `fn` accepts, then the spec's fixed keyword arguments."""
+    accepted = inspect.signature(fn).parameters
+    return {**{k: v for k, v in available.items() if k in accepted}, **spec.kwargs}
+
+
+def make_combined(inputs: Sequence[Inputs], out: Path, formats: Sequence[str], specs: Sequence[FigureSpec],
+                  options: Mapping[str, Any] | None = None,
+                  log: Callable[[str], None] = print) -> list[Outcome]:
+    """Draw the `combined` figures of `specs` over several grids into `out`: one panel per grid (in the order
+    given) that has the figure's rows, per dataset present in any grid.
+
+    Nothing with fewer than two grids. A spec's `draw_grids` returns None when no grid has its rows (each
+    grid's own skip line says why: nothing is logged) and raises SkipFigure when only one has (logged).
+    """
+    if len(inputs) < 2:
+        return []
+    import matplotlib.pyplot as plt
+
+    from plots import style
+
+    style.apply()
+    label = ", ".join(one.grid for one in inputs)
+    outcomes = []
+    for spec in specs:
+        if spec.combined is None:
+            continue
+        draw_grids = spec.draw_grids_fn()
+        kwargs = _kwargs(draw_grids, spec, dict(options or {}))
+        datasets = sorted(set().union(*(one.datasets for one in inputs))) if spec.per_dataset else [None]
+        for ds in datasets:
+            stem = spec.combined.format(ds=ds)
+            outcome = Outcome(label, spec.name, ds)
+            try:
+                fig = draw_grids([(one.grid, one.summary) for one in inputs], ds, **kwargs)
+            except SkipFigure as e:
+                plt.close("all")
+                outcome.skipped = str(e)
+                log(f"skipped {stem} ({label}): {e}")
+                outcomes.append(outcome)
+                continue
+            if fig is not None:
+                outcome.written = style.save(fig, out / stem, formats)
+                outcomes.append(outcome)
     return outcomes

@@ -7,11 +7,16 @@ under forward init: layer 2 at t=0, layer 1 at t=0 and 1). Accuracy peaks before
 falls, so the final accuracy (`accuracy`) and the best one (`accuracy_best`) differ in every trial: a
 figure that plotted or filtered on the wrong one fails its test. The summary the tests read is the one
 `collect` wrote, through `plots.Inputs.load`; no test re-derives collect's rules.
+
+The state-initialisation runs (`state_init_root`) are two more grids collected under one root: a replay
+(forward/zero/normal x 7 T x 5 seeds, one configuration per cell) and a search (the same cells x 3 γ x
+3 w_lr, one seed), with diverged, never-finite and early-stopped trials (`STATE_INIT_FATES`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,17 +97,18 @@ def make_trial(cfg: TrialConfig, tid: str, *, diverged: bool = False) -> TrialRe
                        {n: a.astype(np.float32) for n, a in arrays.items()})
 
 
-def collected_run(root: Path, grid_text: str, *, diverged: int | None = None, missing: set[int] = frozenset()
-                  ) -> RunPaths:
+def collected_run(root: Path, grid_text: str, *, diverged: int | None = None, missing: set[int] = frozenset(),
+                  make: Callable[[TrialConfig, str], TrialResult] | None = None) -> RunPaths:
     """Store `grid_text` as the run's grid.yaml, write one shard per (dataset, model kind) task with every
-    trial but `missing` (trial `diverged` diverged), and run the real `collect` on the folder."""
+    trial but `missing` (trial `diverged` diverged; `make(cfg, tid)` builds each trial when given), and run
+    the real `collect` on the folder."""
     grid = load_grid_text(root, grid_text)
     paths = RunPaths.of(grid.name, root)
     tasks: dict[str, list[TrialResult]] = {}
     for i, (cfg, tid) in enumerate(zip(grid.trials, grid.trial_ids)):
         if i not in missing:
             tasks.setdefault(f"{cfg.data.dataset}-{cfg.model.kind}", []).append(
-                make_trial(cfg, tid, diverged=i == diverged))
+                make(cfg, tid) if make else make_trial(cfg, tid, diverged=i == diverged))
     for key, trials in tasks.items():
         write_shard(paths.shard(key), trials, grid=grid.name, task_key=key)
     report = collect.collect(grid.name, root, progress=False)
@@ -158,3 +164,62 @@ def _write(path: Path, text: str) -> Path:
 def summary(mini_run: RunPaths) -> pd.DataFrame:
     """The summary collect wrote for the mini grid, as the figures read it."""
     return Inputs.load(mini_run.grid, mini_run.root).summary
+
+
+# ---------------------------------------------------------------- the state-initialisation study
+
+STATE_INIT_TS = (3, 5, 7, 9, 11, 15, 20)
+STATE_INIT_GRID = """\
+name: {name}
+description: plots tests, the state-initialisation study, {what}
+defaults:
+  data: {{dataset: fashion_mnist, batch_size: 128}}
+  model: {{kind: pc, width: 128}}
+  train: {{epochs: 3, w_optimizer: adamw, w_momentum: 0.9, h_lr: 0.1, w_lr: 1.0e-4}}
+sweep:
+  - axes:
+      model.init_h: [forward, zero, normal]
+      train.T: [3, 5, 7, 9, 11, 15, 20]
+{axes}"""
+REPLAY_AXES = "      seed: {range: 5}\n"  # one configuration per cell (init, T), 5 seeds: 105 trials
+SEARCH_AXES = "      train.h_lr: [0.01, 0.1, 0.47]\n      train.w_lr: [3.0e-5, 1.0e-4, 3.0e-4]\n"  # 9 per cell: 189
+# (init, T, seed, h_lr, w_lr) -> how the trial ends; every other trial is "ok"
+STATE_INIT_FATES = {
+    ("forward", 5, 0, 0.1, 1e-4): "diverged",  # replay: 0.97 at epoch 1, then NaN: a finite accuracy_best
+    ("zero", 9, 1, 0.1, 1e-4): "diverged_at_once",  # replay: NaN from epoch 1, so accuracy_best is NaN too
+    ("normal", 3, 2, 0.1, 1e-4): "early_stop",  # replay: stopped early, status ok, final accuracy NaN
+    ("normal", 3, 3, 0.1, 1e-4): "early_stop",
+    ("normal", 7, 0, 0.01, 3e-5): "diverged",  # search: the cell's worst configuration, 0.97 before diverging
+}
+
+
+def state_init_peak(cfg: TrialConfig, rng: np.random.Generator) -> float:
+    """Best test accuracy: rises with T, forward > zero > normal, lower away from γ = 0.1 and w_lr = 1e-4;
+    every cell's mean (and top 5) lies inside the paper's y range 0.8-0.9."""
+    init, T = cfg.model.init_h, cfg.train.T
+    base = 0.83 + 0.05 * (1 - np.exp(-T / 6)) + {"forward": 0.01, "zero": 0.0, "normal": -0.008}[init]
+    off = 0.03 * abs(np.log10(cfg.train.h_lr / 0.1)) + 0.02 * abs(np.log10(cfg.train.w_lr / 1e-4))
+    return float(base - off + rng.normal(0, 0.003))
+
+
+def make_state_init_trial(cfg: TrialConfig, tid: str) -> TrialResult:
+    """`make_trial`'s arrays with a state-init test accuracy [E]: it peaks at epoch 2 and drops at the last by
+    0.03 + 0.2 γ, so `accuracy` (final) and `accuracy_best` differ and rank a search's trials differently."""
+    fate = STATE_INIT_FATES.get((cfg.model.init_h, cfg.train.T, cfg.seed, cfg.train.h_lr, cfg.train.w_lr), "ok")
+    base = make_trial(cfg, tid, diverged=fate.startswith("diverged"))
+    peak = state_init_peak(cfg, np.random.default_rng(int(tid[8:16], 16)))
+    nan = np.nan
+    curve = {"ok": [peak - 0.25, peak, peak - 0.03 - 0.2 * cfg.train.h_lr], "early_stop": [peak - 0.25, peak, nan],
+             "diverged": [0.97, nan, nan], "diverged_at_once": [nan, nan, nan]}[fate]
+    arrays = {**base.arrays, "test_accuracy": np.asarray(curve, dtype=np.float32)}
+    return dataclasses.replace(base, status="diverged" if fate.startswith("diverged") else "ok", arrays=arrays)
+
+
+@pytest.fixture(scope="session")
+def state_init_root(tmp_path_factory) -> Path:
+    """One run root holding two collected state-init grids: `sinit` (replay) and `sinit_search` (search)."""
+    root = tmp_path_factory.mktemp("runs_state_init")
+    for name, what, axes in (("sinit", "replay, 5 seeds per cell", REPLAY_AXES),
+                             ("sinit_search", "search, 3 gammas x 3 w_lr per cell", SEARCH_AXES)):
+        collected_run(root, STATE_INIT_GRID.format(name=name, what=what, axes=axes), make=make_state_init_trial)
+    return root

@@ -65,9 +65,12 @@ def test_cli_writes_every_expected_figure_as_valid_pdf_and_png(cli_output) -> No
 def test_cli_names_each_skipped_figure_and_why(cli_output) -> None:
     proc, _ = cli_output
     skipped = [ln for ln in proc.stdout.splitlines() if ln.startswith("skipped ")]
-    assert len(skipped) == 3  # the constant-width variant in mini (2 datasets), the main one in const
+    # the constant-width variant in mini (2 datasets), the main one in const, and state_init in each (mini: 2
+    # datasets, const: 1; neither has state-init rows, so no side-by-side is attempted and no line says so)
+    assert len(skipped) == 6, skipped
     assert any("lr-scaling-lineplot-two_moons-constant-layer-size (mini)" in ln and "constant_width=True" in ln
                for ln in skipped)
+    assert sum(ln.startswith("skipped state-init-accuracy-T-") and "model.init_h" in ln for ln in skipped) == 3
     assert "Traceback" not in proc.stderr
 
 
@@ -92,7 +95,8 @@ def test_cli_only_list_and_errors(mini_run, tmp_path) -> None:
 
 def test_help_explains_every_option() -> None:
     text = run_plots("--help").stdout
-    for option in ("GRID", "--root", "--format", "--out", "--only", "--list", "--ratio-min-accuracy"):
+    for option in ("GRID", "--root", "--format", "--out", "--only", "--list", "--ratio-min-accuracy",
+                   "--state-init-aggregate"):
         assert option in text
     assert "coverage" in text  # the figure names are listed
 
