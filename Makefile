@@ -43,6 +43,7 @@ bench: install  ## run the benchmarks (prints ratios against baselines measured 
 	$(BIN)/python bench/launch_scale.py
 	$(BIN)/python bench/collect_scale.py --trials 5000
 	$(BIN)/python bench/plan_accuracy.py  # predicted vs measured task seconds on the local SLURM (7-10 min)
+	$(BIN)/python bench/state_init_slice.py  # the state-init replay at T 3 and 20, 8 epochs, on the local SLURM (~1.5 min)
 
 slurm-up:  ## start the local single-node SLURM cluster (root, Debian/Ubuntu)
 	scripts/slurm-dev-cluster up

@@ -32,7 +32,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -42,6 +41,7 @@ CODE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(CODE))
 
 import yaml  # noqa: E402 - after the sys.path line above
+from slurm_run import add_run_options, run_root  # noqa: E402 - bench/, the script's own folder
 
 from contracts.calibration import FOLDER  # noqa: E402
 from contracts.config import static_key  # noqa: E402
@@ -184,19 +184,15 @@ def plan_tasks(lp: LaunchPlan) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 widths, 1 epoch (a smoke run)")
-    ap.add_argument("--root", type=Path, default=None, help="run root (default: a fresh temporary folder)")
     ap.add_argument("--calibration", type=Path, default=None, help="reuse this calibration file (no calibrating)")
     ap.add_argument("--task-minutes", type=float, default=None,
                     help=f"task size for the plan (default: the predicted total / {TASKS}, so ~{TASKS} tasks that "
                          "mix groups)")
-    ap.add_argument("--timeout-min", type=float, default=30.0, help="give up waiting after this (default 30)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary run root")
+    add_run_options(ap)
     args = ap.parse_args(argv)
-    if shutil.which("sbatch") is None or shutil.which("sacct") is None:
-        print(json.dumps({"skipped": "no SLURM here (sbatch/sacct not on PATH); start one with make slurm-up"}))
+    root = run_root(args, "pcsweep-plan-accuracy-")
+    if root is None:
         return 0
-    root = (args.root or Path(tempfile.mkdtemp(prefix="pcsweep-plan-accuracy-"))).resolve()
-    root.mkdir(parents=True, exist_ok=True)
     grid_file = root / f"{GRID_NAME}.yaml"
     grid_file.write_text(yaml.safe_dump(grid_document(args.quick), sort_keys=False))
     grid = load_grid(grid_file)
