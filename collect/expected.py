@@ -1,7 +1,8 @@
 """What the grid should hold and what failed: expected trial ids and `failed/` records.
 
-Expected trials come from `runs/<grid>/grid.yaml` (expanded with `grids.load_grid`), else from the
-union of the trial ids in `submissions/*.json`, else they are unknown. Failed trials are the
+Expected trials are those launched into the run folder: its trial sets (`grids.launched`; for a run folder from
+before trial sets, its grid.yaml expanded), else the union of the trial ids in `submissions/*.json`, else they
+are unknown. Failed trials are the
 `failed/<trial_id>.json` records, read by `contracts.failures`.
 """
 
@@ -11,7 +12,7 @@ import json
 
 from contracts.failures import failure_reason, read_failures
 from contracts.paths import RunPaths
-from grids import load_grid
+from grids.launched import launched_trials
 
 
 def _from_submissions(paths: RunPaths, notes: list[str]) -> set[str] | None:
@@ -33,16 +34,15 @@ def expected_trial_ids(paths: RunPaths) -> tuple[set[str] | None, str, list[str]
     """The trial ids the grid should produce.
 
     Returns:
-        (ids or None when unknown, source: "grid.yaml" | "submissions" | "unknown", notes) where
-        notes explain a fallback (e.g. grid.yaml present but unreadable).
+        (ids or None when unknown, source: "trial sets" | "grid.yaml" | "submissions" | "unknown", notes) where
+        notes explain a fallback (e.g. a trial set or grid.yaml present but unreadable).
     """
-    notes: list[str] = []
-    if paths.grid_yaml.is_file():
-        try:
-            return set(load_grid(paths.grid_yaml).trial_ids), "grid.yaml", notes
-        except Exception as e:  # noqa: BLE001 - any failure of the grid reader only degrades the report
-            notes.append(f"{paths.grid_yaml}: could not expand ({type(e).__name__}: {e}); "
-                         "falling back to submissions/*.json")
+    launched = launched_trials(paths)
+    notes = list(launched.notes)
+    if launched.known:
+        return set(launched.configs), launched.source, notes
+    if notes:
+        notes[-1] += "; falling back to submissions/*.json"
     ids = _from_submissions(paths, notes)
     if ids is not None:
         return ids, "submissions", notes

@@ -1,7 +1,6 @@
 """Writing results.h5: a new file renamed into place (full collect) or an in-place update (incremental).
 
-`ResultsWriter` is the one way collect writes results.h5; `write_results` writes one from
-TrialResults for tests and tools. A finished file is verified (its live trial ids are exactly the
+`ResultsWriter` is the one way collect writes results.h5. A finished file is verified (its live trial ids are exactly the
 ones collect kept) before it replaces the old one or before an in-place update is declared done.
 """
 
@@ -21,9 +20,8 @@ from collect.rows import Copied, read_rows
 from collect.shards import now
 from collect.state import updating_marker
 from contracts.atomic import tmp_path
-from contracts.config import canonical_json
 from contracts.paths import RunPaths
-from contracts.shard import ARRAY_NAMES, BLOCKS, Block, ShapeKey, ShardError, TrialResult, group_by_shape
+from contracts.shard import BLOCKS, ShapeKey, ShardError
 
 
 class InPlaceRefused(OSError):
@@ -65,26 +63,6 @@ def verify_results(path: Path, expected: set[str]) -> None:
     if len(live) != len(expected) or repeated:
         raise OSError(f"{path}: holds {len(live)} trial rows after writing, expected {len(expected)} "
                       f"({repeated} repeated)")
-
-
-def write_results(path: str | os.PathLike, trials: Iterable[TrialResult], *, grid: str = "",
-                  provenance: Mapping[str, str] | None = None) -> Path:
-    """Write a results file from TrialResults (tmp + `os.replace`): for tests and tools, not collect."""
-    path = Path(path)
-    tmp = tmp_path(path)
-    try:
-        with open_results(tmp, "w") as f, BlockStore(f, str(path), existing=False) as store:
-            for group in group_by_shape(trials):
-                store.add(Block([t.trial_id for t in group], [canonical_json(t.config) for t in group],
-                                [t.status for t in group], np.array([t.wall_s for t in group], dtype=np.float64),
-                                {n: np.stack([np.asarray(t.arrays[n], np.float32) for t in group])
-                                 for n in ARRAY_NAMES}), provenance or {})
-            store.stamp(grid, now())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 class ResultsWriter:
@@ -147,9 +125,6 @@ class ResultsWriter:
             self.file.close()
         if not self.in_place:
             self.tmp.unlink(missing_ok=True)
-
-    def has(self, trial_id: str) -> bool:
-        return trial_id in self.store.index
 
     def plan(self, infos: Iterable[ShardInfo], pending: Mapping[str, ShardInfo]) -> None:
         """Allocate one block per shape for the rows `pending` (trial id -> shard) will bring."""

@@ -1,8 +1,10 @@
-"""`runs/<grid>/grid.yaml`: the grid as first launched, and the rule for what a relaunch may change.
+"""`runs/<grid>/grid.yaml`: the grid as last launched, and the rule for what a relaunch may change.
 
-A grid whose trials are a superset of the stored one (values added) replaces it; one that drops stored
-trial ids (a changed default or value) is refused, naming the keys that differ, unless `--force`. The
-dry run shows the same message as a warning (`grid_conflict` is the one rule for both).
+A grid that holds every trial already launched into the run folder (values added) replaces the stored one; one
+that drops launched trial ids (a changed default or value) is refused, naming the keys that differ from the stored
+grid.yaml, unless `--force`. The launched trials are the run folder's trial sets (`grids.launched`), so the rule
+holds for trials that no grid file produced. The dry run shows the same message as a warning (`grid_conflict` is
+the one rule for both).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 from contracts.atomic import write_text_atomic
 from contracts.paths import RunPaths
-from grids.grid import Grid, GridError, dump_grid, load_grid
+from grids.document import read_grid_document
+from grids.grid import Grid, GridError, dump_grid
+from grids.launched import launched_trials
 
 
 class GridConflictError(GridError):
@@ -42,18 +46,16 @@ def differing_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 def grid_conflict(grid: Grid, paths: RunPaths) -> str | None:
     """Why a launch must refuse `grid` (it drops trials already launched into `paths`), or None."""
-    if not paths.grid_yaml.exists():
-        return None
-    old = load_grid(paths.grid_yaml)
-    if old.raw == grid.raw:
-        return None
-    vanished = set(old.trial_ids) - set(grid.trial_ids)
+    vanished = set(launched_trials(paths).configs) - set(grid.trial_ids)
     if not vanished:
         return None
-    keys = differing_keys(old.raw, grid.raw)
+    try:
+        keys = ", ".join(differing_keys(read_grid_document(paths.grid_yaml), grid.raw)) or "(none: trial ids changed)"
+    except (GridError, OSError) as e:
+        keys = f"(unknown: {e})"
     return (f"{grid.path or grid.name}: {len(vanished)} trial(s) already launched into {paths.folder} would no "
             f"longer be in the grid; keys that differ from {paths.grid_yaml}: "
-            f"{', '.join(keys) or '(none: trial ids changed)'}. Add values instead of changing them, give the grid "
+            f"{keys}. Add values instead of changing them, give the grid "
             f"a new name, relaunch {paths.grid_yaml} itself, or relaunch with --force (existing results are kept "
             "but no longer belong to the grid).")
 
@@ -86,11 +88,3 @@ def provisional_grid(grid: Grid, paths: RunPaths, sent: Callable[[], bool]) -> I
         if not sent():
             restore_grid(paths, previous)
         raise
-
-
-def reconcile_grid(grid: Grid, paths: RunPaths, force: bool = False) -> None:
-    """Check `grid` against the stored grid.yaml and store it (GridConflictError unless `force`)."""
-    conflict = None if force else grid_conflict(grid, paths)
-    if conflict:
-        raise GridConflictError(conflict)
-    store_grid(grid, paths)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from contracts.config import TrialConfig
 from grids.grid import Grid
 from launch.options import LaunchOptions
 from launch.prepare import LaunchPlan, prepare_launch
@@ -51,15 +52,15 @@ class DryRun:
     programs: list[dict[str, Any]] = field(default_factory=list)  # per shape: trials, trial_s, compile_s
 
 
-def _sample(grid: Grid, indices: Sequence[int]) -> list[dict[str, Any]]:
-    if not indices:
+def _sample(grid: Grid, trial_ids: Sequence[str], configs: Sequence[TrialConfig]) -> list[dict[str, Any]]:
+    if not trial_ids:
         return []
-    n, k = len(indices), min(SAMPLE_SIZE, len(indices))
-    picks = sorted({indices[round(i * (n - 1) / max(1, k - 1))] for i in range(k)})  # evenly spread, ends included
+    n, k = len(trial_ids), min(SAMPLE_SIZE, len(trial_ids))
+    picks = sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)})  # evenly spread, ends included
     out = []
     for i in picks:
-        cfg = grid.trials[i]
-        row: dict[str, Any] = {"trial_id": grid.trial_ids[i]}
+        cfg = configs[i]
+        row: dict[str, Any] = {"trial_id": trial_ids[i]}
         for key in grid.swept:
             obj: Any = cfg
             for part in key.split("."):
@@ -88,13 +89,13 @@ def describe(p: LaunchPlan, options: LaunchOptions) -> DryRun:
     return DryRun(
         grid=grid.name,
         source=str(grid.path) if grid.path else None,
-        trials=len(p.indices),
+        trials=len(p.trial_ids),
         grid_trials=len(grid.trials),
         duplicates=grid.duplicates,
         groups=plan.groups,
         tasks=len(plan.tasks),
         arrays=arrays,
-        sample=_sample(grid, p.indices),
+        sample=_sample(grid, p.trial_ids, p.configs),
         skipped=p.skipped,
         conflict=p.conflict,
         executor=p.executor,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.calibration import CalibrationError, find_calibration
+from contracts.config import TrialConfig
 from contracts.failures import read_failures
 from contracts.paths import RunPaths
 from grids.grid import Grid
@@ -48,7 +49,8 @@ class LaunchPlan:
     grid: Grid
     paths: RunPaths
     executor: str
-    indices: tuple[int, ...]  # positions in grid.trials of the trials to run now, in grid order
+    trial_ids: tuple[str, ...]  # the trials to run now, in grid order
+    configs: tuple[TrialConfig, ...]  # their configs (what the submission's trial set holds)
     skipped: dict[str, int]  # relaunch: done / queued / failed trials left out
     conflict: str | None  # why a launch refuses this grid (it drops launched trials); None with --force
     sizing: Sizing
@@ -59,10 +61,6 @@ class LaunchPlan:
     preflight: Preflight | None = None  # the partition check (slurm only; launch.preflight)
     options: LaunchOptions | None = None  # the options with the preflight's defaults filled (--cpus)
     data: DataCheck = field(default_factory=DataCheck)  # image data folders to bind (launch.datacheck)
-
-    @property
-    def trial_ids(self) -> tuple[str, ...]:
-        return tuple(self.grid.trial_ids[i] for i in self.indices)
 
 
 def only_indices(grid: Grid, only: Sequence[str]) -> list[int]:
@@ -158,12 +156,12 @@ def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | 
         cost = CostModel.for_platform(platform, find_calibration(Path(options.root), platform))
     except CalibrationError as e:
         raise OptionsError(f"calibration: {e}") from None
-    data = check_data(grid.trials[i] for i in indices)
-    plan = make_plan([grid.trials[i] for i in indices], grid=grid.name, trials_per_task=trials_per_task,
-                     task_minutes=task_minutes, max_array_size=limit, cost=cost,
-                     trial_ids=[grid.trial_ids[i] for i in indices])
+    trial_ids, configs = tuple(grid.trial_ids[i] for i in indices), tuple(grid.trials[i] for i in indices)
+    data = check_data(configs)
+    plan = make_plan(list(configs), grid=grid.name, trials_per_task=trials_per_task, task_minutes=task_minutes,
+                     max_array_size=limit, cost=cost, trial_ids=list(trial_ids))
     return LaunchPlan(
-        grid=grid, paths=paths, executor=options.executor, indices=tuple(indices), skipped=skipped,
+        grid=grid, paths=paths, executor=options.executor, trial_ids=trial_ids, configs=configs, skipped=skipped,
         conflict=None if options.force else grid_conflict(grid, paths),
         sizing=Sizing(trials_per_task, task_minutes, limit), plan=plan,
         python=python_command(options, paths, data.folders),

@@ -18,7 +18,8 @@ from typing import Any
 
 from contracts.failures import read_failures
 from contracts.paths import RunPaths
-from grids.grid import load_grid
+from contracts.trialset import trial_set_files
+from grids.launched import launched_trials
 from launch.manifest import ArrayRecord, array_records
 from launch.progress import TaskProgress, duration, grid_eta, read_progress
 from launch.reasons import explain
@@ -67,7 +68,7 @@ class StatusReport:
     time: str
     queue: str  # "squeue", "unavailable" (no/failed squeue) or "none" (nothing submitted to SLURM)
     accounting: bool  # sacct answered
-    grid_trials: int | None  # trials in runs/<grid>/grid.yaml (None if it cannot be expanded)
+    grid_trials: int | None  # trials launched (its trial sets; a run folder from before them: grid.yaml), or None
     submitted: int
     not_submitted: int | None
     counts: dict[str, int]
@@ -77,6 +78,7 @@ class StatusReport:
     stuck: dict[str, str] = field(default_factory=dict)  # pending reasons that will not clear -> what to do
     progress: list[TaskProgress] = field(default_factory=list)  # running tasks' progress files
     eta_s: float | None = None  # until nothing is queued, from measured epoch times (None: not measured yet)
+    trials_source: str = "grid.yaml"  # where grid_trials came from: "trial sets" or "grid.yaml"
 
     @property
     def active(self) -> int:
@@ -86,23 +88,27 @@ class StatusReport:
         return asdict(self)
 
 
-_GRID_CACHE: dict[Path, tuple[int, int | None]] = {}  # grid.yaml -> (mtime_ns, trials): cheap --watch
+_TRIALS_CACHE: dict[Path, tuple[tuple, int | None, str]] = {}  # run folder -> (file stamps, trials, source)
 
 
-def _grid_trials(paths: RunPaths) -> int | None:
-    try:
-        mtime = paths.grid_yaml.stat().st_mtime_ns
-    except OSError:
-        return None
-    cached = _GRID_CACHE.get(paths.grid_yaml)
-    if cached and cached[0] == mtime:
-        return cached[1]
-    try:
-        count: int | None = len(load_grid(paths.grid_yaml).trial_ids)
-    except Exception:  # noqa: BLE001 - status must work even if the grid file no longer expands
-        count = None
-    _GRID_CACHE[paths.grid_yaml] = (mtime, count)
-    return count
+def _launched_count(paths: RunPaths) -> tuple[int | None, str]:
+    """How many trials were launched into the run folder, and from where (`grids.launched`); cached on the files'
+    sizes and mtimes, so `status --watch` reads them again only when a launch changed them."""
+    files = [*trial_set_files(paths), paths.grid_yaml]
+    stamps = []
+    for f in files:
+        try:
+            st = f.stat()
+            stamps.append((str(f), st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamps.append((str(f), None, None))
+    cached = _TRIALS_CACHE.get(paths.folder)
+    if cached and cached[0] == tuple(stamps):
+        return cached[1], cached[2]
+    launched = launched_trials(paths)
+    count, source = (len(launched.configs), launched.source) if launched.known else (None, "unknown")
+    _TRIALS_CACHE[paths.folder] = (tuple(stamps), count, source)
+    return count, source
 
 
 def _latest(records: list[ArrayRecord]) -> dict[str, tuple[int, int, str]]:
@@ -208,7 +214,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
     counts = {s: sum(a[s] for a in per_array) for s in STATES}
     running_keys = [records[r].task_keys[a] for (r, a), states in per_task.items() if "running" in states]
     progress = [p for p in read_progress(paths, running_keys).values() if not p.finished]
-    grid_trials = _grid_trials(paths)
+    grid_trials, trials_source = _launched_count(paths)
     submitted = len(latest)
     extra_done = len(set(done) - set(latest))  # e.g. results of trials from a grid edited with --force
     return StatusReport(
@@ -219,6 +225,7 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
         counts=counts, arrays=arrays, problems=problems, bad_shards=bad,
         stuck={w.reason: w.hint for w in map(explain, {k for d in reasons for k in d}) if w.stuck},
         progress=progress, eta_s=grid_eta(progress, counts["pending"]) if counts["running"] else None,
+        trials_source=trials_source,
     )
 
 
@@ -226,7 +233,8 @@ def render_status(report: StatusReport) -> str:
     """A human summary: totals, one row per array, the problems and what to do about them."""
     c = report.counts
     lines = [f"grid {report.grid} in {Path(report.root) / report.grid}  ({report.time})"]
-    total = f"{report.grid_trials} trials in grid.yaml, " if report.grid_trials is not None else ""
+    where = "launched" if report.trials_source == "trial sets" else "in grid.yaml"
+    total = f"{report.grid_trials} trials {where}, " if report.grid_trials is not None else ""
     lines.append(f"{total}{report.submitted} submitted" +
                  (f", {report.not_submitted} never submitted" if report.not_submitted else ""))
     lines.append("  ".join(f"{s} {c[s]}" for s in STATES if c[s] or s in ("pending", "running", "done")))

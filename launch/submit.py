@@ -2,7 +2,8 @@
 
 The only module that submits (submitit is imported lazily, inside `_submit_slurm`). `launch` holds the run
 folder's lock (`contracts.lock.RunLock`) while it reads what is done and queued, selects and submits, so
-two launches at once never send the same trials. It stores `grid.yaml` and the manifest only for a launch
+two launches at once never send the same trials. It stores `grid.yaml`, the submission's trial set
+(`contracts.trialset`: the exact configs it sends, which its tasks read) and the manifest only for a launch
 that sent something, and returns as soon as sbatch accepted the arrays; it never waits on results (local
 and debug runs wait for their tasks, after releasing the lock).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.lock import RunLock
+from contracts.trialset import trial_set_path, write_trial_set
 from grids.grid import Grid
 from launch.compat import GridConflictError, provisional_grid
 from launch.environment import apply_task_environment
@@ -107,13 +109,16 @@ def _manifest(p: LaunchPlan, options: LaunchOptions, stamp: str, tasks: Sequence
 
 @contextmanager
 def _kept_only_if_sent(p: LaunchPlan, manifest: dict[str, Any]) -> Iterator[None]:
-    """grid.yaml is stored for the block (tasks read it when they start); if the block raises before an
-    array went out, grid.yaml is put back as it was and the reserved manifest is removed."""
+    """grid.yaml and the trial set are stored for the block (tasks read the trial set when they start); if the
+    block raises before an array went out, grid.yaml is put back as it was and the trial set and the reserved
+    manifest are removed."""
     with provisional_grid(p.grid, p.paths, sent=lambda: bool(manifest["arrays"])):
         try:
+            write_trial_set(p.paths, manifest["stamp"], (c.to_mapping() for c in p.configs))
             yield
         finally:
             if not manifest["arrays"]:
+                trial_set_path(p.paths, manifest["stamp"]).unlink(missing_ok=True)
                 p.paths.submission(manifest["stamp"]).unlink(missing_ok=True)
 
 
@@ -140,7 +145,7 @@ def launch(grid: Grid, options: LaunchOptions) -> Submission:
                                  "--no-preflight submits anyway)")
         base = dict(grid=grid.name, root=str(p.paths.root), executor=p.executor, grid_trials=len(grid.trial_ids),
                     skipped=p.skipped)
-        if not p.indices:
+        if not p.trial_ids:
             return Submission(stamp=None, manifest=None, trials=0, tasks=0, **base)
         stamp = new_stamp(p.paths)
         git = git_state()  # here, where the checkout is: the image has no git, so tasks are told
@@ -153,7 +158,7 @@ def launch(grid: Grid, options: LaunchOptions) -> Submission:
                 submitted = _submit_slurm(arrays, p, manifest)
             else:
                 submitted = _start_here(arrays, p, manifest)
-        done = dict(stamp=stamp, manifest=str(p.paths.submission(stamp)), trials=len(p.indices), tasks=len(tasks),
+        done = dict(stamp=stamp, manifest=str(p.paths.submission(stamp)), trials=len(p.trial_ids), tasks=len(tasks),
                     arrays=tuple(submitted), **base)
     if p.executor == "slurm":
         return Submission(**done)

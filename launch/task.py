@@ -1,9 +1,9 @@
 """The task side (docs/design.md section 7): one picklable callable that every executor runs.
 
 A `PcsweepTask` carries only small arguments (run root, grid name, task key, trial ids). Inside the
-call it expands `runs/<grid>/grid.yaml`, imports `pc.trials` (jax) and trains its trials, writes one
-shard, writes `failed/<trial_id>.json` for each trial that raised, and raises at the end if any did,
-so SLURM records FAILED and a non-zero exit.
+call it reads its trials' configs from the run folder's trial sets (`grids.launched`), imports `pc.trials`
+(jax) and trains its trials, writes one shard, writes `failed/<trial_id>.json` for each trial that raised,
+and raises at the end if any did, so SLURM records FAILED and a non-zero exit.
 
 Shards are one file per task attempt: attempt 0 writes `shards/<task_key>.h5`, attempt n > 0 writes
 `shards/<task_key>.a<n>.h5` (and a name that is taken gets a `.<k>` suffix), so a requeued attempt
@@ -31,11 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contracts.config import TrialConfig, static_key
+from contracts.config import ConfigError, TrialConfig, static_key
 from contracts.failures import write_failure
 from contracts.paths import RunPaths
 from contracts.shard import TrialResult, write_shard
-from grids.grid import load_grid
+from grids.launched import launched_trials
 from launch.environment import apply_task_environment
 from launch.manifest import git_state, package_versions
 from launch.progress import ProgressMeter
@@ -80,19 +80,24 @@ def _free_shard_path(paths: RunPaths, key: str) -> tuple[str, Path]:
 
 
 def load_configs(paths: RunPaths, trial_ids: tuple[str, ...]) -> list[TrialConfig]:
-    """The TrialConfigs of `trial_ids`, expanded from the run folder's grid.yaml (in the given order)."""
-    if not paths.grid_yaml.exists():
-        raise TaskError(f"{paths.grid_yaml}: missing; this task's grid was never launched into {paths.root}")
-    grid = load_grid(paths.grid_yaml)
-    by_id = {cfg.trial_id: cfg for cfg in grid.trials}
-    missing = [t for t in trial_ids if t not in by_id]
+    """The TrialConfigs of `trial_ids` from the run folder's trial sets (in the given order).
+
+    `grids.launched.launched_trials` reads them (a run folder from before trial sets: its grid.yaml); each
+    config is validated again here, on the node that trains it.
+    """
+    trials = launched_trials(paths, set(trial_ids))
+    missing = [t for t in trial_ids if t not in trials.configs]
     if missing:
+        why = "; ".join(trials.notes) or f"no trial set under {paths.submissions_dir} holds them"
         raise TaskError(
-            f"{paths.grid_yaml}: {len(missing)} trial id(s) of this task are not in the grid "
-            f"(first: {missing[0]}); the grid was changed after submission (a --force relaunch?). "
-            "Relaunch the grid to submit its current trials."
+            f"{paths.folder}: {len(missing)} trial id(s) of this task were never launched into this run folder "
+            f"(first: {missing[0]}): {why}. Relaunch the grid to submit its trials again."
         )
-    return [by_id[t] for t in trial_ids]
+    try:
+        return [TrialConfig.from_mapping(trials.configs[t]) for t in trial_ids]
+    except ConfigError as e:
+        raise TaskError(f"{paths.submissions_dir}: a launched config no longer validates ({e}); relaunch the "
+                        "grid with this version of pcsweep") from e
 
 
 @dataclass
@@ -103,7 +108,7 @@ class PcsweepTask:
         root: the run root (`runs/`); the grid's folder is `<root>/<grid>`.
         grid: the grid name.
         task_key: this task's key in the submission manifest.
-        trial_ids: the trials to train, all in `<root>/<grid>/grid.yaml`.
+        trial_ids: the trials to train, all in a trial set of `<root>/<grid>/submissions/`.
         attempt: 0 for the first run; +1 for each checkpoint requeue.
         prior_failed: trials that raised in earlier attempts, so the last attempt still exits non-zero.
         progress: show pc's per-trial progress (debug runs).

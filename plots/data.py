@@ -19,11 +19,12 @@ from collect.load import read_results_arrays
 from contracts.config import TrialConfig
 from contracts.labels import condition_label, optim_label, round12
 from contracts.paths import RunPaths
+from contracts.trialset import read_trial_sets
 from grids import GridError, GridRef, load_grid, resolve
 from plots.registry import SkipFigure
 
 __all__ = ["SkipFigure", "Inputs", "SummaryError", "condition_key", "config_columns", "expected_trials",
-           "for_dataset", "grid_name_and_yaml", "normalize_summary", "paper_energy_trials", "read_arrays",
+           "for_dataset", "normalize_summary", "paper_energy_trials", "read_arrays",
            "require"]
 
 CONFIG_PREFIXES = ("data.", "model.", "train.")
@@ -132,12 +133,6 @@ def coverage_yaml(ref: GridRef) -> Path | None:
     return ref.launched_yaml or ref.path
 
 
-def grid_name_and_yaml(grid: str, root: str | os.PathLike | None) -> tuple[str, Path | None]:
-    """GRID as given on the command line -> (grid name, grid file for coverage); GridError names the fix."""
-    ref = resolve(grid, root)
-    return ref.name, coverage_yaml(ref)
-
-
 def _condition_row(trial: TrialConfig) -> dict[str, object]:
     """(dataset, kind, optim, constant_width) of one expected trial, labelled as collect labels them."""
     return {"data.dataset": trial.data.dataset, "model.kind": trial.model.kind,
@@ -145,12 +140,21 @@ def _condition_row(trial: TrialConfig) -> dict[str, object]:
             "model.constant_width": bool(trial.model.constant_width)}
 
 
-def expected_trials(grid_yaml: Path | None) -> tuple[pd.DataFrame | None, str]:
+def expected_trials(grid_yaml: Path | None,
+                    run_paths: RunPaths | None = None) -> tuple[pd.DataFrame | None, str]:
     """The grid's trials as rows (trial_id, data.dataset, model.kind, optim, model.constant_width).
 
-    Returns (None, reason) when there is no grid file or it no longer expands (e.g. a grid.yaml
-    written by an older pcsweep): the coverage figure then counts only what is present, and says so.
+    The trials launched into `run_paths` (its trial sets, `grids.launched`) when it has any; else the grid file
+    (the grid.yaml of a run folder from before trial sets, or the file GRID named). Returns (None, reason) when
+    there is neither or the file no longer expands (e.g. a grid.yaml written by an older pcsweep): the coverage
+    figure then counts only what is present, and says so.
     """
+    if run_paths is not None:
+        launched = read_trial_sets(run_paths)
+        if launched.known:
+            rows = [{"trial_id": tid, **_condition_row(TrialConfig.from_mapping(cfg))}
+                    for tid, cfg in launched.configs.items()]
+            return pd.DataFrame(rows), f"expected: the {len(rows)} trials launched"
     if grid_yaml is None:
         return None, "no grid.yaml found"
     try:
@@ -187,6 +191,7 @@ class Inputs:
     summary: pd.DataFrame
     results: Path
     grid_yaml: Path | None
+    paths: RunPaths | None = None  # the run folder (its trial sets say which trials were launched)
 
     @classmethod
     def load(cls, grid: str, root: str | os.PathLike | None = None) -> Inputs:
@@ -207,7 +212,7 @@ class Inputs:
             raise FileNotFoundError(
                 f"{paths.summary}: no summary table for grid {ref.name!r}; run `python -m collect {grid_arg} "
                 f"--root {paths.root}` first")
-        return cls(ref.name, read_summary(paths, grid_arg), paths.results, coverage_yaml(ref))
+        return cls(ref.name, read_summary(paths, grid_arg), paths.results, coverage_yaml(ref), paths)
 
     @property
     def datasets(self) -> list[str]:

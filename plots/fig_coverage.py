@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from contracts.paths import RunPaths
 from plots import data, style
 
 KEYS = ["data.dataset", "model.kind", "optim"]
@@ -50,13 +51,15 @@ def _label(k: dict) -> str:
     return " · ".join(parts)
 
 
-def draw(summary: pd.DataFrame, results: Path, dataset: str | None, grid_yaml: Path | None = None) -> Figure:
-    """Stacked bars of done / diverged / missing trials per condition (expected from `grid_yaml`).
+def draw(summary: pd.DataFrame, results: Path, dataset: str | None, grid_yaml: Path | None = None,
+         run_paths: RunPaths | None = None) -> Figure:
+    """Stacked bars of done / diverged / missing trials per condition (expected: the trials launched into
+    `run_paths`, else those of `grid_yaml`; `plots.data.expected_trials`).
 
     Each bar is one condition's share (conditions differ in size by orders of magnitude), and the
     counts are written at its end: (done + diverged) / expected.
     """
-    expected, note = data.expected_trials(grid_yaml)
+    expected, note = data.expected_trials(grid_yaml, run_paths)
     table = counts(summary, expected).iloc[::-1]  # first condition on top
     fig, ax = plt.subplots(figsize=(style.FULL_WIDTH_IN, 1.2 + 0.2 * len(table)))
     left = pd.Series(0.0, index=table.index)

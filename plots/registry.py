@@ -109,7 +109,7 @@ def make_figures(inputs: Inputs, out: Path, formats: Sequence[str], specs: Seque
     from plots import style
 
     style.apply()
-    available = {"grid_yaml": inputs.grid_yaml, **(options or {})}
+    available = {"grid_yaml": inputs.grid_yaml, "run_paths": inputs.paths, **(options or {})}
     outcomes = []
     for spec in specs:
         draw = spec.draw_fn()

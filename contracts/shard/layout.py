@@ -24,7 +24,7 @@ and `read_block` below.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,13 +102,6 @@ class Block:
         """Row i as a TrialResult (its arrays are copies, not views into the block)."""
         return TrialResult(self.trial_ids[i], json.loads(self.configs[i]), self.status[i], float(self.wall_s[i]),
                            {n: self.arrays[n][i].copy() for n in ARRAY_NAMES})
-
-    def take(self, rows: Sequence[int] | np.ndarray) -> Block:
-        """A block of the given rows, in that order."""
-        rows = np.asarray(rows, dtype=np.intp)
-        return Block([self.trial_ids[i] for i in rows], [self.configs[i] for i in rows],
-                     [self.status[i] for i in rows], self.wall_s[rows], {n: a[rows] for n, a in self.arrays.items()},
-                     {c: [v[i] for i in rows] for c, v in self.columns.items()})
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collect_cases import GRID, synthetic_trial
 
 import collect
 from collect.copying import TEST_PAUSE_ENV
-from collect.results import verify_results, write_results
+from collect.results import verify_results
 from collect.state import updating_marker
 from contracts.shard import write_shard
 
@@ -187,9 +187,11 @@ def test_the_lock_is_not_left_behind_and_a_missing_folder_takes_none(run, tmp_pa
     assert all(p.name != ".lock" for p in run.root.rglob("*"))
 
 
-def test_verification_catches_a_missing_or_repeated_row(tmp_path):
+def test_verification_catches_a_missing_or_repeated_row(run):
     a, b = synthetic_trial(1), synthetic_trial(2)
-    path = write_results(tmp_path / "results.h5", [a, b], grid=GRID)
+    run.shard("s1", [a, b])
+    collect.collect(GRID, run.root, progress=False)  # the real writer (it verifies too)
+    path = run.paths.results
     verify_results(path, {a.trial_id, b.trial_id})
     with pytest.raises(OSError, match="holds 2 trial rows after writing, expected 3"):
         verify_results(path, {a.trial_id, b.trial_id, synthetic_trial(3).trial_id})

@@ -13,7 +13,7 @@ import pytest
 from contracts.paths import RunPaths
 from contracts.shard import open_shard
 from grids.grid import grid_from_mapping
-from launch.compat import reconcile_grid
+from launch.compat import store_grid
 from launch.datacheck import check_data
 from launch.dryrun import dry_run, render_dry_run
 from launch.options import LaunchOptions
@@ -75,7 +75,7 @@ def test_no_image_dataset_means_no_data_check(tmp_path):
 def moons_run(tmp_path):
     grid = grid_from_mapping(MOONS)
     paths = RunPaths.of(grid.name, tmp_path / "runs")
-    reconcile_grid(grid, paths)
+    store_grid(grid, paths)
     return grid, paths
 
 

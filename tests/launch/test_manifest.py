@@ -12,8 +12,9 @@ import pytest
 
 from contracts.paths import RunPaths
 from contracts.shard import TrialResult, write_shard
+from contracts.trialset import write_trial_set
 from grids.grid import grid_from_mapping
-from launch.compat import GridConflictError, reconcile_grid
+from launch.compat import grid_conflict, store_grid
 from launch.manifest import ManifestError, array_records, new_stamp, read_manifests, write_manifest
 from launch.options import LaunchOptions, OptionsError
 from launch.prepare import SubmissionError
@@ -85,17 +86,21 @@ def test_manifest_roundtrip_and_errors_name_the_file(tmp_path):
 
 def test_relaunch_accepts_added_values_and_refuses_changed_meaning(tmp_path):
     paths = RunPaths.of("tiny", tmp_path)
-    reconcile_grid(tiny_grid(), paths)
+    store_grid(tiny_grid(), paths)  # a run folder from before trial sets: its grid.yaml says what was launched
     first = paths.grid_yaml.read_text()
-    reconcile_grid(tiny_grid(seed=[0, 1, 2, 3, 4]), paths)  # superset: accepted and stored
+    superset = tiny_grid(seed=[0, 1, 2, 3, 4])
+    assert grid_conflict(superset, paths) is None  # values added: accepted
+    store_grid(superset, paths)
     assert paths.grid_yaml.read_text() != first and "4" in paths.grid_yaml.read_text()
     changed = json.loads(json.dumps(TINY))
     changed["defaults"]["model"]["width"] = 16  # every existing trial id changes
-    with pytest.raises(GridConflictError, match=r"defaults\.model\.width") as err:
-        reconcile_grid(grid_from_mapping(changed, source="tiny.yaml"), paths)
-    assert "--force" in str(err.value) and "5 trial(s)" in str(err.value)
-    reconcile_grid(grid_from_mapping(changed, source="tiny.yaml"), paths, force=True)
-    assert "16" in paths.grid_yaml.read_text()
+    conflict = grid_conflict(grid_from_mapping(changed, source="tiny.yaml"), paths)
+    assert "keys that differ from" in conflict and "defaults.model.width" in conflict
+    assert "--force" in conflict and "5 trial(s)" in conflict
+    # with trial sets, the trials launched are theirs, whatever grid.yaml says
+    write_trial_set(paths, "s1", [c.to_mapping() for c in tiny_grid().trials[:1]])
+    assert grid_conflict(tiny_grid(seed=[0]), paths) is None
+    assert "1 trial(s) already launched" in grid_conflict(tiny_grid(seed=[1]), paths)
 
 
 def test_relaunch_filter_skips_done_and_failed_and_honours_flags(tmp_path):
@@ -129,7 +134,7 @@ def test_relaunch_filter_skips_done_and_failed_and_honours_flags(tmp_path):
 def test_status_counts_done_failed_lost_and_running_from_files(tmp_path):
     grid = tiny_grid()
     paths = RunPaths.of("tiny", tmp_path)
-    reconcile_grid(grid, paths)
+    store_grid(grid, paths)
     ids = list(grid.trial_ids)
     dead = f"local:{os.uname().nodename}:999999999"
     write_manifest(paths, manifest("s1", {"k1": ids[:2], "k2": ids[2:]},
@@ -164,7 +169,7 @@ def test_status_without_squeue_says_unknown_and_never_hangs(tmp_path, monkeypatc
     """A cluster whose squeue is gone (or a laptop reading a copied run folder): files still count."""
     grid = tiny_grid()
     paths = RunPaths.of("tiny", tmp_path)
-    reconcile_grid(grid, paths)
+    store_grid(grid, paths)
     ids = list(grid.trial_ids)
     write_manifest(paths, manifest("s1", {"k1": ids[:2], "k2": ids[2:]},
                                    [{"job_id": "4242", "task_keys": ["k1", "k2"]}], executor="slurm"))
@@ -180,7 +185,7 @@ def test_status_without_squeue_says_unknown_and_never_hangs(tmp_path, monkeypatc
 def test_watch_returns_when_nothing_is_queued(tmp_path, capsys):
     grid = tiny_grid()
     paths = RunPaths.of("tiny", tmp_path)
-    reconcile_grid(grid, paths)
+    store_grid(grid, paths)
     write_manifest(paths, manifest("s1", {"k1": list(grid.trial_ids)},
                                    [{"job_id": "local:elsewhere-host:1", "task_keys": ["k1"]}]))
     write_shard(paths.shard("k1"), [fake_result(c) for c in grid.trials], grid="tiny", task_key="k1")

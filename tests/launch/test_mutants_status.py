@@ -25,7 +25,7 @@ from contracts.failures import write_failure
 from contracts.paths import RunPaths
 from contracts.shard import write_shard
 from grids.grid import grid_from_mapping
-from launch.compat import reconcile_grid
+from launch.compat import store_grid
 from launch.manifest import write_manifest
 from launch.options import LaunchOptions, OptionsError
 from launch.prepare import SubmissionError, queued_trials, select_trials
@@ -80,7 +80,7 @@ def scheduler(tmp_path, monkeypatch) -> Scheduler:
 def tiny(tmp_path):
     grid = grid_from_mapping(json.loads(json.dumps(TINY)), source="tiny.yaml")
     paths = RunPaths.of("tiny", tmp_path / "runs")
-    reconcile_grid(grid, paths)  # runs/tiny/grid.yaml: status counts the grid's trials
+    store_grid(grid, paths)  # runs/tiny/grid.yaml: status counts the grid's trials
     return grid, paths
 
 
@@ -407,16 +407,25 @@ def test_watch_polls_until_nothing_is_queued_then_prints_the_status(tiny, capsys
 
 
 def test_grid_trials_are_read_again_only_when_grid_yaml_changes(tiny):
-    """`status --watch` re-expands grid.yaml only when its mtime changes; one that no longer expands counts None."""
+    """`status --watch` re-expands a legacy grid.yaml only when its mtime or size changes; one that no longer
+    expands counts None."""
     grid, paths = tiny
     submit(paths, "s1", f"local:{os.uname().nodename}:999999999", {"k1": [grid.trial_ids[0]]}, executor="local")
     assert status_report("tiny", paths.root).grid_trials == 4
     stat_before = paths.grid_yaml.stat()
     five = paths.grid_yaml.read_text().replace("seed: [0, 1, 2, 3]", "seed: [0, 1, 2, 3, 4]")
     assert five != paths.grid_yaml.read_text()
-    paths.grid_yaml.write_text(five)
-    os.utime(paths.grid_yaml, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))  # same mtime: the cache holds
+    same_size = paths.grid_yaml.read_text().replace("seed: [0, 1, 2, 3]", "seed: [0, 1, 2, 4]")
+    paths.grid_yaml.write_text(same_size)
+    os.utime(paths.grid_yaml, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))  # same mtime and size: cached
     assert status_report("tiny", paths.root).grid_trials == 4
+    paths.grid_yaml.write_text(five)
+    os.utime(paths.grid_yaml, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))  # same mtime, new size: read
+    assert status_report("tiny", paths.root).grid_trials == 5
+    paths.grid_yaml.write_text(same_size)
+    os.utime(paths.grid_yaml, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))
+    assert status_report("tiny", paths.root).grid_trials == 4
+    paths.grid_yaml.write_text(five)
     os.utime(paths.grid_yaml, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns + 10**9))
     assert status_report("tiny", paths.root).grid_trials == 5
     paths.grid_yaml.write_text("name: tiny\nsweep: 3\n")

@@ -14,7 +14,7 @@ import pytest
 
 from contracts.paths import RunPaths
 from grids.grid import grid_from_mapping
-from launch.compat import reconcile_grid
+from launch.compat import store_grid
 from launch.manifest import write_manifest
 from launch.reasons import explain
 from launch.status import render_status, status_report
@@ -29,7 +29,7 @@ def run(tmp_path, monkeypatch) -> tuple[RunPaths, list[str], Path]:
     """runs/tiny with one submitted array of 5 one-trial tasks (job 77), and a squeue printing `squeue.out`."""
     grid = grid_from_mapping(json.loads(json.dumps(TINY)), source="tiny.yaml")
     paths = RunPaths.of("tiny", tmp_path / "runs")
-    reconcile_grid(grid, paths)
+    store_grid(grid, paths)
     tasks = {f"k{i}": [t] for i, t in enumerate(grid.trial_ids)}
     write_manifest(paths, {"grid": "tiny", "stamp": "s1", "executor": "slurm", "tasks": tasks,
                            "arrays": [{"job_id": "77", "task_keys": list(tasks)}], "sbatch": {}, "image": None,

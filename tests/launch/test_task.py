@@ -11,7 +11,7 @@ from contracts.failures import FIELDS as FAILED_KEYS
 from contracts.paths import RunPaths
 from contracts.shard import open_shard, read_shard
 from grids.grid import grid_from_mapping
-from launch.compat import reconcile_grid
+from launch.compat import store_grid
 from launch.task import PcsweepTask, TaskError
 
 # Two static groups (width 8 and 12), two seeds each; 1 epoch of 4 batches.
@@ -31,7 +31,7 @@ def run(tmp_path, monkeypatch):
     monkeypatch.setenv("PCSWEEP_DATA", str(tmp_path / "nodata"))
     grid = grid_from_mapping(TWO_GROUPS, source="tasktest.yaml")
     paths = RunPaths.of(grid.name, tmp_path / "runs")
-    reconcile_grid(grid, paths)
+    store_grid(grid, paths)
     moons = [c.trial_id for c in grid.trials if c.data.dataset == "two_moons"]
     mnist = [c.trial_id for c in grid.trials if c.data.dataset == "mnist"]
     return paths, moons, mnist
@@ -94,6 +94,7 @@ def test_checkpoint_saves_finished_trials_and_requeues_only_the_rest(run, monkey
 
 def test_task_refuses_trial_ids_that_are_not_in_the_grid(run):
     paths, moons, _ = run
-    with pytest.raises(TaskError, match=r"grid\.yaml: 1 trial id\(s\) .* not in the grid \(first: feedfacefeedface\)"):
+    with pytest.raises(TaskError, match=r"1 trial id\(s\) of this task were never launched into this run folder "
+                                        r"\(first: feedfacefeedface\)"):
         PcsweepTask(str(paths.root), paths.grid, "k-bad", ("feedfacefeedface", moons[0]))()
     assert not paths.shard("k-bad").exists()

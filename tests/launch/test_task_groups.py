@@ -16,7 +16,7 @@ import pytest
 from contracts.paths import RunPaths
 from contracts.shard import open_shard
 from grids.grid import grid_from_mapping
-from launch.compat import reconcile_grid
+from launch.compat import store_grid
 from launch.dryrun import dry_run
 from launch.environment import thread_environment
 from launch.manifest import read_manifests
@@ -39,7 +39,7 @@ TWO_GROUPS = {  # width 8 (2 trials, 1 epoch) then width 12 (2 trials, 2 epochs)
 def run(tmp_path):
     grid = grid_from_mapping(json.loads(json.dumps(TWO_GROUPS)), source="groups.yaml")
     paths = RunPaths.of(grid.name, tmp_path / "runs")
-    reconcile_grid(grid, paths)
+    store_grid(grid, paths)
     return grid, paths
 
 

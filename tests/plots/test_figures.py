@@ -237,7 +237,7 @@ def test_coverage_counts_done_diverged_and_missing_per_condition(summary, mini_r
     extra = pd.DataFrame({"trial_id": [f"{i:016x}" for i in range(5)], "data.dataset": "two_moons",
                           "model.kind": "pc", "optim": "adamw-0.9", "model.constant_width": False})
     present = summary[["trial_id", "data.dataset", "model.kind", "optim", "model.constant_width"]]
-    monkeypatch.setattr(data, "expected_trials", lambda _: (pd.concat([present, extra]), "expected from grid.yaml"))
+    monkeypatch.setattr(data, "expected_trials", lambda *_: (pd.concat([present, extra]), "expected from grid.yaml"))
     fig = fig_coverage.draw(summary, mini_run.results, None, grid_yaml=None)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]

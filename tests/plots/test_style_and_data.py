@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grids import GRIDS_DIR
+from grids import GRIDS_DIR, resolve
 from plots import data, style
 
 
@@ -72,17 +72,22 @@ def test_read_arrays_of_an_unknown_trial_is_a_skip(mini_run) -> None:
         data.read_arrays(mini_run.results, ["0000000000000000"], "energy")
 
 
+def _name_and_yaml(grid: str, root):
+    ref = resolve(grid, root)
+    return ref.name, data.coverage_yaml(ref)
+
+
 def test_grid_argument_may_be_a_name_or_a_yaml_path(tmp_path) -> None:
     """GRID goes through `grids.resolve`; coverage prefers the grid as launched over the grid file."""
     grid_file = tmp_path / "some_file.yaml"
     grid_file.write_text("name: mystudy\nsweep: []\n")
-    assert data.grid_name_and_yaml(str(grid_file), tmp_path) == ("mystudy", grid_file)
+    assert _name_and_yaml(str(grid_file), tmp_path) == ("mystudy", grid_file)
     # a bare name with no grids/mystudy.yaml and no runs/mystudy/grid.yaml has no grid file
-    assert data.grid_name_and_yaml("mystudy", tmp_path) == ("mystudy", None)
+    assert _name_and_yaml("mystudy", tmp_path) == ("mystudy", None)
     launched = tmp_path / "mystudy" / "grid.yaml"
     launched.parent.mkdir()
     launched.write_text("name: mystudy\n")
-    assert data.grid_name_and_yaml("mystudy", tmp_path) == ("mystudy", launched)
-    assert data.grid_name_and_yaml(str(grid_file), tmp_path) == ("mystudy", launched)  # as launched wins
+    assert _name_and_yaml("mystudy", tmp_path) == ("mystudy", launched)
+    assert _name_and_yaml(str(grid_file), tmp_path) == ("mystudy", launched)  # as launched wins
     # a bare name of a grid shipped in grids/ finds its file there
-    assert data.grid_name_and_yaml("stability", tmp_path) == ("stability", GRIDS_DIR / "stability.yaml")
+    assert _name_and_yaml("stability", tmp_path) == ("stability", GRIDS_DIR / "stability.yaml")

@@ -16,7 +16,7 @@ import yaml
 
 from contracts.paths import RunPaths
 from grids.grid import grid_from_mapping
-from launch.compat import reconcile_grid
+from launch.compat import store_grid
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def test_bad_grid_file_gives_its_error_exit_2_and_submits_nothing(slurm_cluster,
 def test_relaunch_that_changes_existing_trials_is_refused_naming_the_key(slurm_cluster, tmp_path):
     name = f"edit{uuid.uuid4().hex[:6]}"
     root = tmp_path / "runs"
-    reconcile_grid(grid_from_mapping(base_doc(name), source="first.yaml"), RunPaths.of(name, root))
+    store_grid(grid_from_mapping(base_doc(name), source="first.yaml"), RunPaths.of(name, root))
     changed = base_doc(name)
     changed["defaults"]["model"]["width"] = 16
     grid_file = tmp_path / "changed.yaml"

@@ -93,15 +93,7 @@ def test_block_rows_as_trials_and_taken_in_any_order():
     np.testing.assert_array_equal(one.arrays["energy"], arrays_of(fill=10.0)["energy"])
     one.arrays["energy"][...] = -1  # a copy: the block keeps its values
     assert block.arrays["energy"][1].min() == 10.0
-    taken = block.take([2, 0])
-    assert (taken.trial_ids, taken.configs, taken.status) == (["z", "x"], ['{"a":2}', '{"a":0}'], ["ok", "ok"])
-    assert taken.wall_s.tolist() == [3.0, 1.0] and taken.columns == {"host": ["h2", "h0"]}
-    assert [a[0, 0] for a in (taken.arrays["test_accuracy"],)] == [20.0]
-    assert set(taken.arrays) == set(ARRAY_NAMES) and taken.arrays["w_norm"].shape == (2, 2, 3, 3)
     assert len(BlockInfo("0", ("x", "y"), block.shape_key)) == 2
-    none = block.take([])  # no rows: an empty block of the same columns and trailing shapes
-    assert (none.trial_ids, none.configs, none.status, none.columns) == ([], [], [], {"host": []})
-    assert none.wall_s.shape == (0,) and none.arrays["energy"].shape == (0, 2, 3, 3, 3) and len(none) == 0
 
 
 def test_shape_key_is_the_shape_of_each_array_in_order():
