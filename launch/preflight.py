@@ -202,6 +202,9 @@ def check_request(partition: Partition, req: Request) -> list[str]:
         if not fits:
             problems.append(f"no single node has --gpus {req.gpus}, --cpus {req.cpus} and --mem "
                             f"{req.mem_gb if req.mem_gb is not None else 'default'} together")
+        elif not any(n.usable for n in fits):  # SLURM would pend with ReqNodeNotAvail until one returns
+            problems.append(f"every node that fits ({', '.join(f'{n.name} {n.state}' for n in fits[:4])}) is down, "
+                            "drained or failing; ask an admin, or change the request to fit a node that is up")
     return problems
 
 

@@ -3,6 +3,7 @@ the defaults that follow the platform and the partition, and the CLI's refusal (
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,23 @@ def test_requests_that_can_never_run_name_the_flag():
         "--gpus 8: its nodes have at most 4 GPU(s) (GRES)", "--cpus 33: at most 32 CPUs per task there",
         "--mem 300: at most 250 GB per task there", "--time 2881: MaxTime is 2880 min"]
     assert any("DOWN" in p for p in check_request(old, Request(0, 1, None, 10)))
+
+
+def test_a_request_that_fits_only_down_or_drained_nodes_is_refused():
+    # a100 has g01 (MIXED, 4 GPUs) and g02 (DOWN+DRAIN): a request both fit runs on g01
+    _, a100, _ = cluster()
+    assert check_request(a100, Request(4, 32, 200.0, 60)) == []
+    # with g01 gone from the partition only the drained node fits: SLURM would pend with ReqNodeNotAvail
+    drained_only = dataclasses.replace(a100, nodes=tuple(n for n in a100.nodes if n.name == "g02"))
+    (problem,) = check_request(drained_only, Request(4, 32, 200.0, 60))
+    assert problem.startswith("every node that fits (g02 DOWN+DRAIN) is down, drained or failing")
+    # a node that is up but too small does not count as fitting either
+    small_up = dataclasses.replace(a100.nodes[0], cpus=8)
+    mixed = dataclasses.replace(a100, nodes=(small_up, a100.nodes[1]))
+    assert check_request(mixed, Request(4, 32, None, 60)) == [
+        "every node that fits (g02 DOWN+DRAIN) is down, drained or failing; ask an admin, or change the request "
+        "to fit a node that is up"]
+    assert check_request(mixed, Request(4, 8, None, 60)) == []  # fits g01 (8 CPUs, up)
 
 
 def test_verdict_for_default_unknown_and_fitting_partitions():
