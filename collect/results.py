@@ -1,7 +1,7 @@
 """Writing results.h5: a new file renamed into place (full collect) or an in-place update (incremental).
 
-`ResultsWriter` is the one way collect writes results.h5. A finished file is verified (its live trial ids are exactly the
-ones collect kept) before it replaces the old one or before an in-place update is declared done.
+`ResultsWriter` is the one way collect writes results.h5. A finished file is verified (its live trial ids are
+exactly the ones collect kept) before it replaces the old one or before an in-place update is declared done.
 """
 
 from __future__ import annotations
