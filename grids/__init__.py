@@ -9,6 +9,7 @@ validates and expands it into unique trial configs. `resolve` turns the GRID arg
 from grids.document import GridError, parse_value, read_grid_document
 from grids.grid import Grid, dump_grid, grid_from_mapping, load_grid
 from grids.resolve import GRIDS_DIR, GridRef, grid_file_name, resolve
+from grids.search import SearchSpec
 from grids.sweep import MAX_TRIALS, fast_trial_id
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "load_grid",
     "parse_value",
     "read_grid_document",
+    "SearchSpec",
 ]

@@ -4,7 +4,8 @@ Imports only yaml and `contracts.config` (no jax), so it runs on a login node. T
 in grids/README.md; in short a grid is `name`, `description`, `defaults` (a nested trial config)
 and `sweep`, a list of blocks. Each block is the cartesian product of its axes: `axes` (one dotted
 key -> a list of values), `joint` (several keys varying together), `set` (one value), `by`
-(per-value axes and sets, e.g. per dataset, without copying the block) and `exclude` rules.
+(per-value axes and sets, e.g. per dataset, without copying the block) and `exclude` rules. An optional
+`search` section (grids/search.py) makes each expanded config the cell of an adaptive (Optuna) study.
 Everything is validated before a single trial is returned; errors name the file and the key.
 """
 
@@ -21,12 +22,13 @@ from contracts.config import ConfigError, TrialConfig, set_dotted
 from contracts.overrides import merge_config, parse_overrides
 from contracts.paths import RunFolderError, check_grid_name
 from grids.document import GridError, dump_yaml, parse_value, read_grid_document
+from grids.search import SearchSpec, parse_search, plan_studies
 from grids.sweep import MAX_TRIALS, Parser, count_trials, expand, fast_trial_id
 
 __all__ = ["Grid", "GridError", "dump_grid", "fast_trial_id", "grid_from_mapping", "load_grid", "parse_value",
            "read_grid_document"]
 
-GRID_KEYS = ("name", "description", "defaults", "sweep", "exclude")
+GRID_KEYS = ("name", "description", "defaults", "sweep", "exclude", "search")
 @dataclass(frozen=True)
 class Grid:
     """A loaded grid: its trials in a deterministic order, each trial once."""
@@ -40,6 +42,7 @@ class Grid:
     trial_ids: tuple[str, ...] = ()  # trial_ids[i] is trials[i].trial_id
     duplicates: int = 0  # generated trials dropped because an earlier one had the same trial_id
     swept: tuple[str, ...] = ()  # dotted keys the sweep sets (axes, joint, set, by)
+    search: SearchSpec | None = None  # the `search:` section (grids/search.py): one study per trial above
 
 
 def _nest(mapping: Mapping[str, Any]) -> dict:
@@ -92,7 +95,12 @@ def grid_from_mapping(
     parser = Parser(source, full)
     blocks = [parser.block(b, i) for i, b in enumerate(sweep)]
     swept = _swept_keys(blocks)
+    search = parse_search(doc["search"], source=source, swept=swept) if "search" in doc else None
     over = _overrides(overrides, swept, source)
+    for key, value in over.items():
+        if search is not None and key in {p.key for p in search.params}:
+            raise GridError(f"{source}: override {key}={value!r}: {key} is searched (search.params.{key}); every "
+                            "trial sets its own value. Remove the override, or the key from search.params")
     if over:
         full = _full_defaults(defaults, source, "override", over)
         for key, value in over.items():
@@ -111,11 +119,13 @@ def grid_from_mapping(
         seen.setdefault(tid, cfg)
     if not seen:
         raise GridError(f"{source}: exclude: every trial is excluded; the grid is empty")
+    if search is not None:
+        search = plan_studies(search, tuple(seen.values()), tuple(seen), tuple(swept), source=source)
     raw = copy.deepcopy(dict(doc))
     raw["defaults"] = defaults
     return Grid(name=name, path=path, defaults=full, trials=tuple(seen.values()), raw=_plain(raw),
                 description=description, trial_ids=tuple(seen), duplicates=generated - len(seen),
-                swept=tuple(sorted(swept)))
+                swept=tuple(sorted(swept)), search=search)
 
 
 def _full_defaults(

@@ -301,7 +301,11 @@ def _excluded(cfg: TrialConfig, rules: list) -> bool:
 # Keys validated one value at a time: `seed` and the per-trial knobs that become arrays with a
 # trial axis in pc's compiled program (contracts.config.PER_TRIAL_KEYS); contracts.config checks each of them
 # on its own (positive, >= 0, int), never against another key.
-_LIGHT = {k: (tuple(k.split(".", 1)) if "." in k else (None, k)) for k in (*PER_TRIAL_KEYS, *_TOP_KEYS)}
+# Per-trial keys checked on their own, value by value. train.h_momentum is per trial in a program but takes part
+# in a cross-key rule (backprop has no state momentum), so it is validated with the rest of its trial.
+_CROSS_CHECKED = ("train.h_momentum",)
+_LIGHT = {k: (tuple(k.split(".", 1)) if "." in k else (None, k))
+          for k in (*PER_TRIAL_KEYS, *_TOP_KEYS) if k not in _CROSS_CHECKED}
 
 
 def expand(blocks: list[_Block], top_rules: list, defaults: Mapping[str, Any], source: str):

@@ -286,6 +286,13 @@ def _launch(argv: Sequence[str]) -> int:
     root = _root(a)
     options = options_from_args(a, root)
     grid = load_grid(resolve(a.grid, root).require_file(), [*a.overrides, *overrides])
+    if grid.search is not None:
+        raise GridError(
+            f"{grid.path}: search: adaptive-search launches are not available yet in this version (the spec is "
+            f"valid: {len(grid.search.studies):,} studies, budget {grid.search.budget:,} each); run search workers "
+            f"with python -m launch.search_worker {grid.path} --worker K (docs/search.md), or remove the search: "
+            "section to run the sweep as a grid"
+        )
     if a.dry_run:
         result = dry_run(grid, options)
         if a.json:

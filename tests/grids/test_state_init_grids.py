@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from contracts.config import TrialConfig, static_key, valid_keys
+from grids import GridError
 from grids.grid import fast_trial_id, load_grid
 
 CODE = Path(__file__).resolve().parents[2]
@@ -175,3 +176,17 @@ def test_launch_dry_run_prints_the_trial_count(tmp_path, name, count):
     assert f"grid {name} (grids/{name}.yaml): {count} trials, 0 duplicates collapsed" in r.stdout
     assert "dry run: nothing was submitted" in r.stdout
     assert not any(tmp_path.iterdir())  # a dry run writes nothing under the root
+
+
+def test_state_momentum_on_a_backprop_trial_is_refused_by_the_sweep():
+    # train.h_momentum is per trial but a cross-key rule forbids it for backprop: the sweep must validate it with
+    # its trial, not alone (a per-value check let a BP trial with momentum through to fail on the node)
+    from grids.grid import grid_from_mapping
+
+    doc = {"name": "bpm", "defaults": {"model": {"kind": "bp"}, "train": {"T": 1}},
+           "sweep": [{"axes": {"train.h_momentum": [0.0, 0.5]}}]}
+    with pytest.raises(GridError, match=r"bpm\.yaml: sweep\[0\]: .*backprop has no states.* train\.h_momentum=0\.5"):
+        grid_from_mapping(doc, source="bpm.yaml")
+    doc["defaults"]["model"]["kind"] = "pc"
+    doc["defaults"]["train"]["T"] = 2
+    assert len(grid_from_mapping(doc, source="bpm.yaml").trials) == 2
