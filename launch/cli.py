@@ -155,6 +155,9 @@ def launch_parser() -> argparse.ArgumentParser:
                       "the same grid holds it (default 0: refuse at once)")
     what.add_argument("--jobs", type=_int_in(1, 4096), default=1, metavar="N",
                       help="tasks run at once by --executor local (default 1)")
+    what.add_argument("--workers", type=_int_in(1, 100_000), default=1, metavar="N",
+                      help="a grid with a search: section: submit N search workers, one array task each (local: N "
+                      "processes); a relaunch adds N more while studies are unfinished (docs/search.md; default 1)")
     slurm = p.add_argument_group("SLURM resources (per task)")
     slurm.add_argument("--partition", help="sbatch --partition (default: the cluster's default partition)")
     slurm.add_argument("--time", dest="time_min", type=_positive_int, default=60, metavar="MIN",
@@ -271,7 +274,7 @@ def options_from_args(a: argparse.Namespace, root: Path) -> LaunchOptions:
         sbatch=dict(a.sbatch), max_parallel=a.max_parallel, trials_per_task=a.trials_per_task,
         task_minutes=a.task_minutes, max_array_size=a.max_array_size, image=a.image, container=a.container,
         platform=a.platform, jobs=a.jobs, only=tuple(a.only), rerun_failed=a.rerun_failed, force=a.force,
-        wait_s=a.wait_s, preflight=a.preflight,
+        wait_s=a.wait_s, preflight=a.preflight, workers=a.workers,
     )
 
 
@@ -286,13 +289,14 @@ def _launch(argv: Sequence[str]) -> int:
     root = _root(a)
     options = options_from_args(a, root)
     grid = load_grid(resolve(a.grid, root).require_file(), [*a.overrides, *overrides])
-    if grid.search is not None:
-        raise GridError(
-            f"{grid.path}: search: adaptive-search launches are not available yet in this version (the spec is "
-            f"valid: {len(grid.search.studies):,} studies, budget {grid.search.budget:,} each); run search workers "
-            f"with python -m launch.search_worker {grid.path} --worker K (docs/search.md), or remove the search: "
-            "section to run the sweep as a grid"
-        )
+    if a.dry_run and grid.search is not None:
+        from launch.search_launch import search_dry_run
+
+        plan = search_dry_run(grid, options)
+        print(json.dumps({k: v for k, v in plan.items() if k != "lines"}) if a.json else
+              "\n".join([f"grid {grid.name} ({grid.path}): adaptive search", *plan["lines"],
+                          "dry run: nothing was submitted"]))
+        return 0
     if a.dry_run:
         result = dry_run(grid, options)
         if a.json:

@@ -46,7 +46,10 @@ def local_log_dir(task: PcsweepTask) -> Path:
 
 
 def task_command(task: PcsweepTask, python: str | None = None) -> list[str]:
-    """The argv that runs one task in a fresh process (`python` may be an `apptainer exec ... python`)."""
+    """The argv that runs one task in a fresh process (`python` may be an `apptainer exec ... python`); a task
+    with its own `command` (a search worker, `launch.search_launch`) says it itself."""
+    if hasattr(task, "command"):
+        return task.command(python)
     argv = shlex.split(python) if python else [sys.executable]
     return [*argv, "-m", "launch.task", "--root", str(Path(task.root).resolve()), "--grid", task.grid,
             "--task-key", task.task_key, "--attempt", str(task.attempt), *task.trial_ids]

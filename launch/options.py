@@ -63,6 +63,7 @@ class LaunchOptions:
     container: bool = True  # False with --no-container: the host python
     platform: str | None = None  # JAX_PLATFORMS in tasks; None = "cuda" on slurm, unset (auto) locally
     jobs: int = 1  # --jobs for the local executor
+    workers: int = 1  # --workers: search workers a launch of a grid with `search:` submits (docs/search.md)
     only: tuple[str, ...] = ()  # --only trial ids
     rerun_failed: bool = False
     force: bool = False
@@ -123,6 +124,7 @@ def _check_numbers(o: LaunchOptions) -> None:
         ("--gpus", o.gpus, 0, 4096),
         ("--cpus", o.cpus, 1, 1_000_000),
         ("--jobs", o.jobs, 1, 4096),
+        ("--workers", o.workers, 1, 100_000),
         ("--max-parallel", o.max_parallel, 1, MAX_INT),
         ("--trials-per-task", o.trials_per_task, 1, MAX_INT),
         ("--max-array-size", o.max_array_size, 1, MAX_ARRAY_SIZE_LIMIT),

@@ -79,10 +79,14 @@ class StatusReport:
     progress: list[TaskProgress] = field(default_factory=list)  # running tasks' progress files
     eta_s: float | None = None  # until nothing is queued, from measured epoch times (None: not measured yet)
     trials_source: str = "grid.yaml"  # where grid_trials came from: "trial sets" or "grid.yaml"
+    studies: list[dict[str, Any]] = field(default_factory=list)  # a search's studies (launch.search_launch)
+    workers_active: int = 0  # search workers pending or running (squeue, or a live local process)
+    study_lines: list[str] = field(default_factory=list)  # their status lines
 
     @property
     def active(self) -> int:
-        return self.counts["pending"] + self.counts["running"]
+        """Trials pending or running, plus search workers that are (they own no trials up front)."""
+        return self.counts["pending"] + self.counts["running"] + self.workers_active
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,8 +180,11 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
     per_array = [dict.fromkeys(STATES, 0) | {"superseded": 0} for _ in records]
     per_task: dict[tuple[int, int], dict[str, list[str]]] = {}
     reasons: list[dict[str, int]] = [{} for _ in records]
+    workers_active = 0
     for r, record in enumerate(records):
         for a, key in enumerate(record.task_keys):
+            if not record.tasks[key]:  # a search worker: alive or not, it owns no trials
+                workers_active += _queue_state(paths, record, a, queue) in ("pending", "running")
             for trial_id in record.tasks[key]:
                 if latest[trial_id][0] != r:
                     per_array[r]["superseded"] += 1
@@ -225,8 +232,27 @@ def status_report(grid: str, root: Path, *, queue_timeout_s: float = 20.0) -> St
         counts=counts, arrays=arrays, problems=problems, bad_shards=bad,
         stuck={w.reason: w.hint for w in map(explain, {k for d in reasons for k in d}) if w.stuck},
         progress=progress, eta_s=grid_eta(progress, counts["pending"]) if counts["running"] else None,
-        trials_source=trials_source,
+        trials_source=trials_source, workers_active=workers_active, **_studies(paths),
     )
+
+
+def _studies(paths: RunPaths) -> dict[str, Any]:
+    """A search's per-study progress (completed / running / failed of the budget, best, ETA), when the run folder
+    holds studies; a spec or journal that cannot be read is one line, never a failed status."""
+    if not (paths.folder / "optuna").is_dir():
+        return {}
+    try:
+        from grids.grid import load_grid
+        from launch.search_launch import render_studies, study_progress
+
+        spec = load_grid(paths.grid_yaml).search
+        if spec is None:
+            return {}
+        progress = study_progress(paths, spec)
+    except Exception as e:  # noqa: BLE001 - status must work whatever the journals hold
+        return {"study_lines": [f"studies: cannot be read ({type(e).__name__}: {e})"]}
+    return {"studies": [{**asdict(s), "left": s.left, "eta_s": s.eta_s()} for s in progress],
+            "study_lines": render_studies(progress)}
 
 
 def render_status(report: StatusReport) -> str:
@@ -238,6 +264,9 @@ def render_status(report: StatusReport) -> str:
     lines.append(f"{total}{report.submitted} submitted" +
                  (f", {report.not_submitted} never submitted" if report.not_submitted else ""))
     lines.append("  ".join(f"{s} {c[s]}" for s in STATES if c[s] or s in ("pending", "running", "done")))
+    lines += report.study_lines
+    if report.workers_active:
+        lines.append(f"{report.workers_active} search worker(s) pending or running")
     if report.queue == "unavailable":
         lines.append("squeue did not answer: queued and lost trials cannot be told apart (shown as unknown)")
     if report.arrays:

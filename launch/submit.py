@@ -24,10 +24,11 @@ from grids.grid import Grid
 from launch.compat import GridConflictError, provisional_grid
 from launch.environment import apply_task_environment
 from launch.local import run_debug, run_local
-from launch.manifest import array_entry, git_state, new_stamp, package_versions, write_manifest
+from launch.manifest import array_entry, array_records, git_state, new_stamp, package_versions, write_manifest
 from launch.options import LaunchOptions
 from launch.preflight import PreflightError, preflight, require_fit
-from launch.prepare import LaunchPlan, SubmissionError, only_indices, prepare_launch, run_paths
+from launch.prepare import LaunchPlan, SubmissionError, only_indices, prepare_launch, prepare_search, run_paths
+from launch.search_launch import studies_left, study_progress, worker_tasks, workers_launched
 from launch.state import LocalProcess, local_job_id, local_marker, write_local_marker
 from launch.task import PcsweepTask
 
@@ -133,6 +134,8 @@ def launch(grid: Grid, options: LaunchOptions) -> Submission:
         SubmissionError: nothing could be submitted (squeue down, sbatch refused, ...).
     """
     check_executor(options)
+    if grid.search is not None:
+        return _launch_search(grid, options)
     only_indices(grid, options.only)
     verdict, options = preflight(options)
     require_fit(verdict)
@@ -160,6 +163,40 @@ def launch(grid: Grid, options: LaunchOptions) -> Submission:
                 submitted = _start_here(arrays, p, manifest)
         done = dict(stamp=stamp, manifest=str(p.paths.submission(stamp)), trials=len(p.trial_ids), tasks=len(tasks),
                     arrays=tuple(submitted), **base)
+    if p.executor == "slurm":
+        return Submission(**done)
+    failed_tasks, logs = _run_here(tasks, p, options, manifest)
+    return Submission(failed_tasks=failed_tasks, logs=logs, **done)
+
+
+def _launch_search(grid: Grid, options: LaunchOptions) -> Submission:
+    """Submit `options.workers` search workers (`launch.search_launch`); nothing when every study has its budget."""
+    verdict, options = preflight(options)
+    require_fit(verdict)
+    paths = run_paths(grid, options)
+    with RunLock(paths.lock, "launch", wait_s=options.wait_s):
+        p = prepare_search(grid, options, verdict)
+        if p.executor == "slurm" and options.preflight and p.data.missing:
+            raise PreflightError(f"{p.data.missing[0]} (a SLURM launch checks this before submitting; "
+                                 "--no-preflight submits anyway)")
+        progress = study_progress(paths, grid.search)
+        base = dict(grid=grid.name, root=str(paths.root), executor=p.executor,
+                    grid_trials=len(grid.search.studies) * grid.search.budget,
+                    skipped={"done": sum(s.complete for s in progress)})
+        if not studies_left(progress):
+            return Submission(stamp=None, manifest=None, trials=0, tasks=0, **base)
+        stamp = new_stamp(paths)
+        git = git_state()
+        tasks = worker_tasks(paths, grid, stamp, options.workers, first=workers_launched(array_records(paths)))
+        manifest = _manifest(p, options, stamp, tasks, git)
+        with provisional_grid(grid, paths, sent=lambda: bool(manifest["arrays"])):
+            try:
+                submitted = (_submit_slurm if p.executor == "slurm" else _start_here)([tuple(tasks)], p, manifest)
+            finally:
+                if not manifest["arrays"]:
+                    paths.submission(stamp).unlink(missing_ok=True)
+        done = dict(stamp=stamp, manifest=str(paths.submission(stamp)), trials=sum(s.left for s in progress),
+                    tasks=len(tasks), arrays=tuple(submitted), **base)
     if p.executor == "slurm":
         return Submission(**done)
     failed_tasks, logs = _run_here(tasks, p, options, manifest)

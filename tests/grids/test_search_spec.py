@@ -362,19 +362,17 @@ def test_study_cells_keep_their_grid_order_after_exclusions():
     assert isinstance(grid_from_mapping(doc).search.studies[0], Study)
 
 
-def test_launch_refuses_a_search_grid_in_one_line(tmp_path):
+def test_the_dry_run_of_a_search_grid_shows_its_plan_and_writes_nothing(tmp_path):
     grid = tmp_path / "s.yaml"
     grid.write_text(YAML)
     root = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "-m", "launch", str(grid), "--dry-run", "--root", str(root)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert lines[0] == (
-        f"error: {grid}: search: adaptive-search launches are not available yet in this version (the spec is valid: "
-        f"6 studies, budget 16 each); run search workers with python -m launch.search_worker {grid} --worker K "
-        "(docs/search.md), or remove the search: section to run the sweep as a grid"
-    )
-    assert proc.stdout == ""
+    proc = subprocess.run([sys.executable, "-m", "launch", str(grid), "--dry-run", "--root", str(root),
+                           "--executor", "local", "--workers", "3"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "search: 6 stud(ies) x budget 16 = 96 trials; batch" in proc.stdout and "3 worker(s)" in proc.stdout
+    assert "projected" in proc.stdout and "no study has started" in proc.stdout
     assert not root.exists() or not any(root.iterdir())
+    bad = subprocess.run([sys.executable, "-m", "launch", str(grid), "--dry-run", "--root", str(root),
+                          "--workers", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--workers" in bad.stderr and "Traceback" not in bad.stderr
