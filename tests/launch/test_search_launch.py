@@ -33,7 +33,8 @@ def test_a_local_search_launch_runs_its_workers_to_the_budgets(tmp_path):
     assert sub.failed_tasks == () and sub.tasks == 2 and sub.trials == 6
     paths = RunPaths.of("local_search", tmp_path)
     (record,) = array_records(paths)
-    assert list(record.task_keys) == [f"{sub.stamp}-w0", f"{sub.stamp}-w1"] and all(not v for v in record.tasks.values())
+    assert list(record.task_keys) == [f"{sub.stamp}-w0", f"{sub.stamp}-w1"]
+    assert all(not v for v in record.tasks.values())  # workers own no trials up front
     for study in ("width=6", "width=8"):
         trials = optuna.load_study(study_name=study, storage=study_storage(paths, study)).trials
         assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
