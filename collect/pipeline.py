@@ -9,11 +9,13 @@ next run incremental; only then drop the marker. Imports no jax; pandas only whe
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from collect import summary
+from collect import studies, summary
 from collect.copying import copy_winners, pause_for_tests, probe_shards, record_shards
 from collect.report import CollectReport
 from collect.results import InPlaceRefused, ResultsWriter
@@ -81,9 +83,23 @@ def _merge(paths: RunPaths, previous: State | None, notes: list[str], progress: 
     return Merged("incremental" if incremental else "full", state, len(todo), table.n_rows)
 
 
+def _studies(paths: RunPaths, notes: list[str]) -> tuple[list[studies.StudyRow], Path | None]:
+    """studies.csv of an adaptive search (journals in `optuna/`; collect.studies); problems become notes."""
+    try:
+        rows, target, study_notes = studies.write_studies(paths)
+    except OSError as e:
+        notes.append(f"{paths.folder / studies.STUDIES_CSV}: not written ({e})")
+        return [], None
+    notes.extend(study_notes)
+    return rows, target
+
+
 def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool = False, strict: bool = False,
             progress: bool = True, wait_s: float = 0.0) -> CollectReport:
     """Merge the grid's shards into results.h5 and summary.csv; report what is there and what is not.
+
+    A run folder with Optuna journals (`optuna/*.log`, an adaptive search) also gets `studies.csv`, one row per
+    study (`collect.studies`), and the report lists the studies.
 
     Args:
         grid: the grid name (`runs/<grid>/`).
@@ -115,7 +131,10 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
         except InPlaceRefused as e:  # e.g. a notebook holds results.h5 open (HDF5 file lock)
             notes.append(f"{paths.results}: cannot update in place ({e}); wrote a new file instead")
             merged = _merge(paths, None, notes, progress)
+        study_rows, studies_csv = _studies(paths, notes)
     report = build_report(paths, merged.mode, merged.state, merged.n_read, merged.n_merged, notes, t0)
+    if studies_csv is not None:
+        report = dataclasses.replace(report, studies=[r.as_dict() for r in study_rows], studies_csv=str(studies_csv))
     if strict and not report.is_clean:
         raise IncompleteError(report)
     return report

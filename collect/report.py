@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SHOW_IDS = 5  # how many ids the text report lists per category
+SHOW_STUDIES = 25  # how many studies the text report lists (the paper's search had 21)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class CollectReport:
     folder: str
     mode: str  # "full" | "incremental" | "unchanged"
     expected: int | None
-    expected_source: str  # "grid.yaml" | "submissions" | "unknown"
+    expected_source: str  # "trial sets" | "grid.yaml" | "submissions" | "unknown"
     complete: int  # trials in results.h5
     ok: int
     diverged: int
@@ -44,6 +45,8 @@ class CollectReport:
     summary: str = ""
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. why an incremental run became a full one
+    studies: list[dict[str, Any]] = field(default_factory=list)  # adaptive search: studies.csv's rows (collect.studies)
+    studies_csv: str = ""  # its path; empty when the run folder has no Optuna journal
 
     @property
     def is_clean(self) -> bool:
@@ -63,6 +66,33 @@ class CollectReport:
 def _ids(ids: list[str]) -> str:
     shown = ", ".join(ids[:SHOW_IDS])
     return shown + (f", ... ({len(ids) - SHOW_IDS} more)" if len(ids) > SHOW_IDS else "")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _studies(r: CollectReport) -> list[str]:
+    """One line per study: trials by state against the budget, best value and its trial id, top-k, last done."""
+    metric = next((s["metric"] for s in r.studies if s.get("metric")), None) or "value"
+    lines = [f"  studies    {len(r.studies)}  ({r.studies_csv}; metric {metric})"]
+    width = max((len(s["study"]) for s in r.studies[:SHOW_STUDIES]), default=0)
+    for s in r.studies[:SHOW_STUDIES]:
+        budget = "?" if s["budget"] is None else s["budget"]
+        text = (f"    {s['study']:<{width}}  {s['complete']}/{budget} complete, {s['running']} running, "
+                f"{s['failed']} failed")
+        if s["waiting"]:
+            text += f", {s['waiting']} waiting"
+        if s["best_value"] is not None:
+            sd = "" if s["top_k_sd"] is None else f" ± {_number(s['top_k_sd'])}"
+            text += (f"; best {_number(s['best_value'])} (#{s['best_number']}, {s['best_trial_id'] or 'no trial id'}); "
+                     f"top {s['top_k']} {_number(s['top_k_mean'])}{sd}; last {s['last_complete']}")
+        elif not s["journal"]:
+            text += "; not started (no journal yet)"
+        lines.append(text)
+    if len(r.studies) > SHOW_STUDIES:
+        lines.append(f"    ... {len(r.studies) - SHOW_STUDIES} more in {r.studies_csv}")
+    return lines
 
 
 def render(report: CollectReport) -> str:
@@ -89,6 +119,8 @@ def render(report: CollectReport) -> str:
     lines.append(f"  corrupt    {len(r.corrupt)}" + (aside if r.corrupt else ""))
     for name, reason in r.corrupt[:SHOW_IDS]:
         lines.append(f"    {name}: {reason}")
+    if r.studies_csv:
+        lines += _studies(r)
     for note in r.notes:
         lines.append(f"  note: {note}")
     lines.append(f"  results    {r.results}")

@@ -16,6 +16,7 @@ import pandas as pd
 
 import collect
 from collect.load import read_results_arrays
+from collect.studies import Studies, read_studies
 from contracts.config import TrialConfig
 from contracts.labels import condition_label, optim_label, round12
 from contracts.paths import RunPaths
@@ -25,7 +26,7 @@ from plots.registry import SkipFigure
 
 __all__ = ["SkipFigure", "Inputs", "SummaryError", "condition_key", "config_columns", "expected_trials",
            "for_dataset", "normalize_summary", "paper_energy_trials", "read_arrays",
-           "require"]
+           "require", "search_studies"]
 
 CONFIG_PREFIXES = ("data.", "model.", "train.")
 # what every figure groups or filters by; a summary without them was not written by collect
@@ -163,6 +164,21 @@ def expected_trials(grid_yaml: Path | None,
         return None, f"could not expand {grid_yaml} ({type(e).__name__}: {e})"
     rows = [{"trial_id": tid, **_condition_row(trial)} for tid, trial in zip(grid.trial_ids, grid.trials)]
     return pd.DataFrame(rows), f"expected from {grid_yaml.name}"
+
+
+def search_studies(run_paths: RunPaths | None) -> Studies:
+    """The run folder's Optuna studies (`collect.studies.read_studies`: the journals `optuna/*.log`, read-only,
+    with the grid's search spec); SkipFigure when there is none to draw."""
+    if run_paths is None:
+        raise SkipFigure("no run folder given, so no Optuna journals to read (an adaptive search's optuna/*.log)")
+    found = read_studies(run_paths)
+    where = run_paths.folder / "optuna"
+    if not found.journals:
+        raise SkipFigure(f"not an adaptive search: no Optuna journal in {where} (optuna/*.log)")
+    if not found.studies:
+        raise SkipFigure(f"no readable study in the {len(found.journals)} journal(s) of {where}: "
+                         + "; ".join(found.notes))
+    return found
 
 
 def read_summary(paths: RunPaths, grid_arg: str) -> pd.DataFrame:

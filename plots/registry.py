@@ -69,6 +69,10 @@ FIGURES: tuple[FigureSpec, ...] = (
                combined="state-init-side-by-side-{ds}"),
     FigureSpec("coverage", "plots.fig_coverage", "coverage", False,
                "done / diverged / missing trials per condition (new)"),
+    FigureSpec("search_history", "plots.fig_search_history", "search-history", False,
+               "adaptive search: each study's completed trial values and best so far vs trial number (new)"),
+    FigureSpec("search_importance", "plots.fig_search_importance", "search-importance", False,
+               "adaptive search: Optuna's parameter importances of the study with most completed trials (new)"),
 )
 BY_NAME = {spec.name: spec for spec in FIGURES}
 

@@ -66,8 +66,13 @@ def test_cli_names_each_skipped_figure_and_why(cli_output) -> None:
     proc, _ = cli_output
     skipped = [ln for ln in proc.stdout.splitlines() if ln.startswith("skipped ")]
     # the constant-width variant in mini (2 datasets), the main one in const, and state_init in each (mini: 2
-    # datasets, const: 1; neither has state-init rows, so no side-by-side is attempted and no line says so)
-    assert len(skipped) == 6, skipped
+    # datasets, const: 1; neither has state-init rows, so no side-by-side is attempted and no line says so), and
+    # both search figures in each (neither is an adaptive search)
+    assert len(skipped) == 10, skipped
+    for grid in ("mini", "const"):
+        for stem in ("search-history", "search-importance"):
+            assert any(ln.startswith(f"skipped {stem} ({grid}): not an adaptive search: no Optuna journal")
+                       for ln in skipped), skipped
     assert any("lr-scaling-lineplot-two_moons-constant-layer-size (mini)" in ln and "constant_width=True" in ln
                for ln in skipped)
     assert sum(ln.startswith("skipped state-init-accuracy-T-") and "model.init_h" in ln for ln in skipped) == 3
