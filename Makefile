@@ -44,6 +44,7 @@ bench: install  ## run the benchmarks (prints ratios against baselines measured 
 	$(BIN)/python bench/collect_scale.py --trials 5000
 	$(BIN)/python bench/plan_accuracy.py  # predicted vs measured task seconds on the local SLURM (7-10 min)
 	$(BIN)/python bench/state_init_slice.py  # the state-init replay at T 3 and 20, 8 epochs, on the local SLURM (~1.5 min)
+	$(BIN)/python bench/search.py --quick  # batched TPE (run_worker) vs Optuna's one-trial loop, random, grid (~1.7 min)
 
 slurm-up:  ## start the local single-node SLURM cluster (root, Debian/Ubuntu)
 	scripts/slurm-dev-cluster up

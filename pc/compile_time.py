@@ -27,7 +27,7 @@ CACHE_HIT_EVENT = "/jax/compilation_cache/cache_retrieval_time_sec"
 BACKEND_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
-@dataclass
+@dataclass(eq=False)  # meters are told apart by identity: two fresh ones are equal in value
 class CompileMeter:
     """Compile seconds (trace + lowering + XLA compile, or cache retrieval) seen while active."""
 

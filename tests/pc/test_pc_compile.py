@@ -128,3 +128,20 @@ def test_transposed_choice_is_measured_cached_and_overridable(monkeypatch):
     monkeypatch.setenv(ENV, "sometimes")
     with pytest.raises(ValueError, match=r"\$PCSWEEP_TRANSPOSED_W: got 'sometimes'; expected one of auto, on, off"):
         env_mode()
+
+
+def test_nested_meters_leave_in_any_order_and_each_sees_the_compile():
+    # two fresh meters hold equal values; leaving the inner one must not drop the outer one (removal by equality
+    # did, and the outer one then raised ValueError on leaving)
+    import jax
+    import jax.numpy as jnp
+
+    from pc.compile_time import measure_compile
+
+    with measure_compile() as outer:
+        with measure_compile() as inner:
+            jax.jit(lambda x: x * 3.0 + 1.0)(jnp.arange(5.0)).block_until_ready()
+        seen_inside = inner.compiles
+        jax.jit(lambda x: x * 5.0 - 2.0)(jnp.arange(7.0)).block_until_ready()  # after the inner meter left
+    assert seen_inside >= 1 and inner.compiles == seen_inside  # the inner meter stopped counting
+    assert outer.compiles > inner.compiles
