@@ -132,26 +132,6 @@ def run_paths(grid: Grid, options: LaunchOptions) -> RunPaths:
     return RunPaths.of(grid.name, Path(options.root).resolve())
 
 
-def prepare_search(grid: Grid, options: LaunchOptions, verdict: Preflight | None = None) -> LaunchPlan:
-    """The plan of a search launch (`launch.search_launch`): no trials up front, `options.workers` worker tasks in
-    one array, with the same environment, python command, sbatch parameters and data check as a grid launch."""
-    paths = run_paths(grid, options)
-    slurm = options.executor == "slurm"
-    if verdict is None:
-        verdict, options = preflight(options)
-    bases = [TrialConfig.from_mapping(s.base) for s in grid.search.studies]
-    data = check_data(bases)
-    plan = Plan(grid=grid.name, tasks=(), arrays=(tuple(range(options.workers)),), groups=len(bases))
-    return LaunchPlan(
-        grid=grid, paths=paths, executor=options.executor, trial_ids=(), configs=(), skipped={}, conflict=None,
-        sizing=Sizing(None, None, options.max_array_size or DEFAULT_MAX_ARRAY_SIZE), plan=plan,
-        python=python_command(options, paths, data.folders),
-        environment={**task_environment(options, paths), **data.environment()},
-        parameters=executor_parameters(options, grid.name, paths, data.environment()) if slurm else {},
-        preflight=verdict if slurm else None, options=options, data=data,
-    )
-
-
 def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | None = None,
                    verdict: Preflight | None = None) -> LaunchPlan:
     """The plan of launching `grid` under `options` (see the module docstring); writes nothing.

@@ -160,6 +160,34 @@ def search_summary(spec: SearchSpec, workers: int, per_trial_s: Mapping[str, flo
     return lines
 
 
+def prepare_search(grid: Grid, options: Any, verdict: Any = None) -> Any:
+    """The plan of a search launch (`launch.search_launch`): no trials up front, `options.workers` worker tasks in
+    one array, with the same environment, python command, sbatch parameters and data check as a grid launch."""
+    from contracts.config import TrialConfig
+    from launch.datacheck import check_data
+    from launch.options import DEFAULT_MAX_ARRAY_SIZE
+    from launch.plan import Plan
+    from launch.preflight import preflight
+    from launch.prepare import LaunchPlan, Sizing, run_paths
+    from launch.sbatch import executor_parameters, python_command, task_environment
+
+    paths = run_paths(grid, options)
+    slurm = options.executor == "slurm"
+    if verdict is None:
+        verdict, options = preflight(options)
+    bases = [TrialConfig.from_mapping(s.base) for s in grid.search.studies]
+    data = check_data(bases)
+    plan = Plan(grid=grid.name, tasks=(), arrays=(tuple(range(options.workers)),), groups=len(bases))
+    return LaunchPlan(
+        grid=grid, paths=paths, executor=options.executor, trial_ids=(), configs=(), skipped={}, conflict=None,
+        sizing=Sizing(None, None, options.max_array_size or DEFAULT_MAX_ARRAY_SIZE), plan=plan,
+        python=python_command(options, paths, data.folders),
+        environment={**task_environment(options, paths), **data.environment()},
+        parameters=executor_parameters(options, grid.name, paths, data.environment()) if slurm else {},
+        preflight=verdict if slurm else None, options=options, data=data,
+    )
+
+
 def search_dry_run(grid: Grid, options: Any) -> dict[str, Any]:
     """What a search launch would do (nothing is written): studies, budget, batch, workers, each study's progress
     where it has started, and the projected device-hours from the cost model (a calibration of the launch's
@@ -187,5 +215,5 @@ def search_dry_run(grid: Grid, options: Any) -> dict[str, Any]:
             "left": sum(s.left for s in progress) if progress else len(spec.studies) * spec.budget}
 
 
-__all__ = ["SearchWorkerTask", "StudyProgress", "render_studies", "search_dry_run", "search_summary", "studies_left",
-           "study_progress", "worker_tasks", "workers_launched"]
+__all__ = ["SearchWorkerTask", "StudyProgress", "prepare_search", "render_studies", "search_dry_run",
+           "search_summary", "studies_left", "study_progress", "worker_tasks", "workers_launched"]

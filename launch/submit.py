@@ -27,8 +27,8 @@ from launch.local import run_debug, run_local
 from launch.manifest import array_entry, array_records, git_state, new_stamp, package_versions, write_manifest
 from launch.options import LaunchOptions
 from launch.preflight import PreflightError, preflight, require_fit
-from launch.prepare import LaunchPlan, SubmissionError, only_indices, prepare_launch, prepare_search, run_paths
-from launch.search_launch import studies_left, study_progress, worker_tasks, workers_launched
+from launch.prepare import LaunchPlan, SubmissionError, only_indices, prepare_launch, run_paths
+from launch.search_launch import prepare_search, studies_left, study_progress, worker_tasks, workers_launched
 from launch.state import LocalProcess, local_job_id, local_marker, write_local_marker
 from launch.task import PcsweepTask
 
