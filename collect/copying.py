@@ -7,9 +7,6 @@ of it is written, and its trials fall back to the next-newest valid copy, if any
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from collections.abc import Iterable
 
 from tqdm import tqdm
@@ -21,10 +18,6 @@ from collect.state import Kept, ShardEntry, State, winners
 from collect.summary import Parts
 from contracts.paths import RunPaths
 from contracts.shard import ShardError
-
-# Tests only: seconds to sleep once the rows are written and before results.h5 is committed, so a test can
-# kill a collect in the middle of an update (tests/collect/test_crash.py). Read nowhere else.
-TEST_PAUSE_ENV = "PCSWEEP_COLLECT_TEST_PAUSE_S"
 
 
 def probe_shards(paths: RunPaths, names: Iterable[str]) -> list[ShardInfo]:
@@ -39,14 +32,6 @@ def probe_shards(paths: RunPaths, names: Iterable[str]) -> list[ShardInfo]:
         except ShardError as e:
             set_aside(paths, path, str(e))
     return infos
-
-
-def pause_for_tests() -> None:
-    """Sleep `$PCSWEEP_COLLECT_TEST_PAUSE_S` seconds, saying so on stderr (the test waits for that line)."""
-    seconds = os.environ.get(TEST_PAUSE_ENV)
-    if seconds:
-        print(f"collect: {TEST_PAUSE_ENV}: pausing {seconds} s before the commit", file=sys.stderr, flush=True)
-        time.sleep(float(seconds))
 
 
 def copy_winners(paths: RunPaths, writer: ResultsWriter, infos: list[ShardInfo], pending: dict[str, ShardInfo],

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collect import studies, summary
-from collect.copying import copy_winners, pause_for_tests, probe_shards, record_shards
+from collect.copying import copy_winners, probe_shards, record_shards
 from collect.report import CollectReport
 from collect.results import InPlaceRefused, ResultsWriter
 from collect.shards import list_shards
@@ -72,7 +72,6 @@ def _merge(paths: RunPaths, previous: State | None, notes: list[str], progress: 
     table = summary.Parts()
     with ResultsWriter(paths, in_place=incremental) as writer:
         copy_winners(paths, writer, infos, pending, state, table, notes, progress)
-        pause_for_tests()
         writer.commit(set(state.kept))
         if incremental and paths.summary.exists():
             summary.update_table(paths.summary, table.build())

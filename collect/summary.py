@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +23,6 @@ import numpy as np
 from collect.rows import Copied
 from contracts.config import valid_keys
 from contracts.labels import condition_label, optim_label
-from contracts.shard import Block
 
 if TYPE_CHECKING:
     import pandas as pd  # only for annotations: pandas is imported where a table is built (0.3 s)
@@ -49,10 +48,6 @@ class Parts:
     @property
     def n_rows(self) -> int:
         return len(self.ids)
-
-    def add(self, block: Block) -> None:
-        """Add every trial of a block."""
-        self.add_rows(Copied.of(block))
 
     def add_rows(self, rows: Copied) -> None:
         """Add rows given as a `collect.rows.Copied` (columns, parsed configs, test_accuracy, last-batch values)."""
@@ -182,14 +177,6 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def build_table(blocks: Iterable[Block]) -> pd.DataFrame:
-    """The summary table of the trials in `blocks`."""
-    parts = Parts()
-    for block in blocks:
-        parts.add(block)
-    return parts.build()
-
-
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a summary CSV back with the dtypes it was written with (trial ids stay strings)."""
     import pandas as pd  # lazy: 0.3 s to import, and `import collect` must stay light
@@ -201,7 +188,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 def merge_tables(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """`old` without the trials `new` replaces, plus `new`; sorted by trial id; columns in order.
 
-    Columns follow `build_table`'s order: a union where old and new differ (e.g. a first BP trial).
+    Columns follow `Parts.build`'s order: a union where old and new differ (e.g. a first BP trial).
     """
     import pandas as pd  # lazy: 0.3 s to import, and `import collect` must stay light
 

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from collect_cases import GRID, synthetic_trial
+from paused_collect import PAUSE_LINE
 
 import collect
-from collect.copying import TEST_PAUSE_ENV
 from collect.results import verify_results
 from collect.state import updating_marker
 from contracts.shard import write_shard
@@ -33,19 +33,20 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _start(run, *args: str, pause: float | None = None) -> subprocess.Popen:
-    env = _env(**({TEST_PAUSE_ENV: str(pause)} if pause is not None else {}))
-    return subprocess.Popen([sys.executable, "-m", "collect", GRID, "--root", str(run.root), "--no-progress", *args],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """`python -m collect` in a process of its own; with `pause`, one that stops before its commit (paused_collect)."""
+    head = ["-m", "collect"] if pause is None else [str(Path(__file__).with_name("paused_collect.py")), str(pause)]
+    return subprocess.Popen([sys.executable, *head, GRID, "--root", str(run.root), "--no-progress", *args],
+                            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_pause(p: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Block until the collect prints its test-pause line (its rows are written, the commit is not)."""
+    """Block until the collect prints its pause line (its rows are written, the commit is not)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([p.stderr], [], [], deadline - time.monotonic())
         if ready:
             line = p.stderr.readline()
-            if TEST_PAUSE_ENV in line:
+            if PAUSE_LINE in line:
                 return
             if not line and p.poll() is not None:
                 break

@@ -18,6 +18,7 @@ from collect_cases import GRID, synthetic_trial
 
 import collect
 from collect import pipeline
+from collect.results import ResultsWriter
 from contracts.lock import LockHeld, RunLock
 
 
@@ -294,7 +295,13 @@ def test_the_lock_says_a_collect_holds_it(run, monkeypatch):
     """While a collect runs, its lock record names it, so a launch or a second collect can say who waits on whom."""
     run.shard("s1", [synthetic_trial(1)])
     records = []
-    monkeypatch.setattr(pipeline, "pause_for_tests", lambda: records.append(json.loads(run.paths.lock.read_text())))
+    commit = ResultsWriter.commit
+
+    def recording_commit(self, expected):
+        records.append(json.loads(run.paths.lock.read_text()))
+        commit(self, expected)
+
+    monkeypatch.setattr(ResultsWriter, "commit", recording_commit)
     collect.collect(GRID, run.root, progress=False)
     assert len(records) == 1 and records[0]["purpose"] == "collect" and records[0]["pid"] == os.getpid()
     assert not run.paths.lock.exists()

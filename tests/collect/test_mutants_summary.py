@@ -19,10 +19,19 @@ from collect_cases import GRID, synthetic_trial
 
 import collect
 from collect import summary
+from collect.rows import Copied
 from contracts.config import TrialConfig, valid_keys
 from contracts.shard import TrialResult, open_shard, write_shard
 
 PER_LAYER = ("energy", "energy_var", "w_norm", "w_grad_norm", "w_grad_var")
+
+
+def build_table(blocks) -> pd.DataFrame:
+    """The summary table of `blocks`, built as collect builds it (rows of each block into one `summary.Parts`)."""
+    parts = summary.Parts()
+    for block in blocks:
+        parts.add_rows(Copied.of(block))
+    return parts.build()
 
 
 def _blocks(path: Path, trials: list[TrialResult]) -> list:
@@ -85,7 +94,7 @@ def test_table_of_two_shapes_equals_the_values_computed_from_the_arrays(tmp_path
               _trial("b2", cfg(5, "bp", 1, "adamw", 0.0), E=3, T=1, L=1, Lw=2, seed=5)]
     blocks = _blocks(tmp_path / "s.h5", wide + narrow)
     assert [len(b) for b in blocks] == [3, 2]
-    table = summary.build_table(blocks)
+    table = build_table(blocks)
     trials = sorted(wide + narrow, key=lambda t: t.trial_id)
     expected = pd.DataFrame([_expected_row(t) for t in trials])
     assert list(table["trial_id"]) == ["a1", "b2", "c3", "d4", "e5"]
@@ -109,7 +118,7 @@ def test_a_trial_without_epochs_has_nan_accuracies_and_values(tmp_path):
     """E = 0 (no epoch ran): accuracy, accuracy_best and every last-batch value are NaN, not an error."""
     base = TrialConfig.from_mapping({}).to_mapping()
     trials = [_trial("z0", base, E=0, seed=1), _trial("y1", base, E=2, seed=2)]
-    table = summary.build_table(_blocks(tmp_path / "s.h5", trials)).set_index("trial_id")
+    table = build_table(_blocks(tmp_path / "s.h5", trials)).set_index("trial_id")
     empty = table.loc["z0"]
     assert math.isnan(empty["accuracy"]) and math.isnan(empty["accuracy_best"])
     assert all(math.isnan(empty[f"{name}_0"]) for name in PER_LAYER) and math.isnan(empty["energy_final_1"])
@@ -121,7 +130,7 @@ def test_a_trial_without_epochs_has_nan_accuracies_and_values(tmp_path):
 
 def test_a_block_of_only_empty_trials_still_builds(tmp_path):
     base = TrialConfig.from_mapping({}).to_mapping()
-    table = summary.build_table(_blocks(tmp_path / "s.h5", [_trial("z0", base, E=0)]))
+    table = build_table(_blocks(tmp_path / "s.h5", [_trial("z0", base, E=0)]))
     assert len(table) == 1 and math.isnan(table["accuracy"][0]) and math.isnan(table["accuracy_best"][0])
 
 
@@ -132,7 +141,7 @@ def test_an_all_nan_accuracy_gives_nan_best_without_a_warning(tmp_path):
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = summary.build_table(blocks).set_index("trial_id")
+        table = build_table(blocks).set_index("trial_id")
     assert math.isnan(table.loc["n0", "accuracy_best"]) and math.isnan(table.loc["n0", "accuracy"])
     assert table.loc["n1", "accuracy_best"] == 0.25 and math.isnan(table.loc["n1", "accuracy"])
 
@@ -141,8 +150,8 @@ def test_energy_needs_two_inference_steps(tmp_path):
     base = TrialConfig.from_mapping({}).to_mapping()
     blocks = _blocks(tmp_path / "s.h5", [_trial("t0", base, T=0)])
     with pytest.raises(ValueError, match=r"^energy has 1 inference steps; expected T\+1 >= 2$"):
-        summary.build_table(blocks)
-    two = summary.build_table(_blocks(tmp_path / "s2.h5", [_trial("t1", base, T=1)]))  # T+1 = 2 is enough
+        build_table(blocks)
+    two = build_table(_blocks(tmp_path / "s2.h5", [_trial("t1", base, T=1)]))  # T+1 = 2 is enough
     assert len(two) == 1
 
 
@@ -169,7 +178,7 @@ def test_configs_of_other_structures_are_flattened_and_filled_with_none(tmp_path
     text["train"]["w_momentum"] = "high"
     configs = {"b0": base, "b1": base, "x0": extra, "n0": nested, "m0": bare, "q0": boolean, "s0": text}
     trials = [_trial(tid, c, seed=i) for i, (tid, c) in enumerate(configs.items())]
-    table = summary.build_table(_blocks(tmp_path / "s.h5", trials)).set_index("trial_id")
+    table = build_table(_blocks(tmp_path / "s.h5", trials)).set_index("trial_id")
     ids = sorted(configs)
     for tid in ids:  # every config value lands in its own row (flattened here, independently)
         flat = pd.json_normalize(configs[tid]).iloc[0].to_dict()
@@ -213,7 +222,7 @@ def test_column_order_of_a_built_table_is_its_own_order(tmp_path):
     trials = [synthetic_trial(1), synthetic_trial(2, kind="bp")]
     write_shard(tmp_path / "s.h5", trials, grid=GRID)
     with open_shard(tmp_path / "s.h5") as shard:
-        table = summary.build_table(shard.blocks())
+        table = build_table(shard.blocks())
     assert summary.column_order(list(table.columns)) == list(table.columns)
     assert summary.column_order(list(reversed(table.columns))) == list(table.columns)
 
@@ -399,5 +408,5 @@ def test_a_collect_of_many_trials_writes_what_csv_text_and_build_table_give(run)
     run.shard("s1", trials)
     collect.collect(GRID, run.root, progress=False)
     with open_shard(run.paths.shard("s1")) as shard:
-        table = summary.build_table(shard.blocks())
+        table = build_table(shard.blocks())
     assert run.paths.summary.read_text() == table.to_csv(index=False)
