@@ -28,7 +28,7 @@ from contracts.config import TrialConfig, static_key  # noqa: E402 - after the s
 from grids.grid import grid_from_mapping, load_grid  # noqa: E402
 from launch.cancel import cancel  # noqa: E402
 from launch.options import LaunchOptions  # noqa: E402
-from launch.plan import make_plan  # noqa: E402
+from launch.plan import pack_tasks  # noqa: E402
 from launch.submit import launch  # noqa: E402
 
 PAPER = ("propagation", "stability", "stability_constant_width")
@@ -40,7 +40,7 @@ def plan_once() -> tuple[float, float, dict]:
     counts = {}
     for name in PAPER:
         grid = load_grid(CODE / "grids" / f"{name}.yaml")
-        plan = make_plan(grid.trials, grid=name, trial_ids=grid.trial_ids)
+        plan = pack_tasks(grid.trials, grid=name, trial_ids=grid.trial_ids)
         counts[name] = {"trials": len(grid.trials), "tasks": len(plan.tasks), "groups": plan.groups}
     return time.perf_counter() - w0, time.process_time() - c0, counts
 

@@ -63,7 +63,7 @@ import pcx.predictive_coding as pxc
 import pcx.utils as pxu
 
 from contracts.config import TrialConfig
-from pc.data import Dataset, load_data
+from pc.datasets import Dataset, load_data
 from pc.model import build_model
 from pc.train import _energy, _forward, dims_of, flops_per_trial_epoch, get_program
 from pc.trials import batch_orders

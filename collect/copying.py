@@ -11,10 +11,10 @@ from collections.abc import Iterable
 
 from tqdm import tqdm
 
+from collect.merge_state import Kept, ShardEntry, State, winners
 from collect.probe import ShardChanged, ShardInfo, probe
 from collect.results import ResultsWriter
 from collect.shards import set_aside
-from collect.state import Kept, ShardEntry, State, winners
 from collect.summary import Parts
 from contracts.paths import RunPaths
 from contracts.shard import ShardError

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from collect.blockstore import PROVENANCE, RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
-from collect.state import updating_marker
+from collect.merge_state import updating_marker
 from collect.summary import read_table
 from contracts.paths import RunPaths
 from contracts.shard import ARRAY_NAMES, BLOCKS, BlockInfo, ShardError, TrialResult, check_blocks, read_block

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from collect import studies, summary
 from collect.copying import copy_winners, probe_shards, record_shards
+from collect.merge_state import State, load_state, save_state, winners
 from collect.report import CollectReport
 from collect.results import InPlaceRefused, ResultsWriter
 from collect.shards import list_shards
-from collect.state import State, load_state, save_state, winners
 from collect.tally import build_report
 from contracts.lock import RunLock
 from contracts.paths import RunPaths

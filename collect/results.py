@@ -15,10 +15,10 @@ import numpy as np
 from h5py import h5d, h5g, h5s
 
 from collect.blockstore import PROVENANCE, RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION, BlockStore
+from collect.merge_state import updating_marker
 from collect.probe import ShardInfo, open_probed
 from collect.rows import Copied, read_rows
 from collect.shards import now
-from collect.state import updating_marker
 from contracts.atomic import tmp_path
 from contracts.paths import RunPaths
 from contracts.shard import BLOCKS, ShapeKey, ShardError

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from collect.expected import expected_trial_ids, failed_records
+from collect.merge_state import State, duplicates
 from collect.report import CollectReport
 from collect.shards import bad_shards
-from collect.state import State, duplicates
 from contracts.paths import RunPaths
 
 

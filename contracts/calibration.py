@@ -266,7 +266,7 @@ def dims_of(cfg: TrialConfig) -> tuple[int, ...]:
 
 
 def train_batches(cfg: TrialConfig) -> int:
-    """Train batches per epoch (whole batches only, as `pc.data` cuts them)."""
+    """Train batches per epoch (whole batches only, as `pc.datasets` cuts them)."""
     if FAMILIES[cfg.data.dataset] == "images":
         samples = min(IMAGE_TRAIN_SIZE, cfg.data.train_subset or IMAGE_TRAIN_SIZE)  # the first N (data.train_subset)
     else:

@@ -2,7 +2,7 @@
 
 FashionMNIST and MNIST are IDX files (`.gz` or raw). A folder is looked up in this order: an explicit
 `--data-dir`, `$PCSWEEP_DATA`, then where Debian's dataset packages install them; each base may hold the
-files directly or in a dataset subfolder. `pc.data` reads from the folder this finds; `launch` finds the
+files directly or in a dataset subfolder. `pc.datasets` reads from the folder this finds; `launch` finds the
 same folder before submitting, refuses a launch whose data is missing, and binds the folder into the
 Apptainer image (a container sees nothing of the host it is not given).
 """
@@ -50,6 +50,6 @@ def find_data_dir(dataset: str, data_dir: str | os.PathLike | None = None) -> Pa
     raise DataError(
         f"{dataset}: IDX files ({names}, .gz or raw) not found; looked in "
         f"{', '.join(str(c) for c in candidates)}. Get them with `apt-get install dataset-fashion-mnist` "
-        f"(Debian, fashion_mnist), or `python -m pc.data fetch {dataset} --to DIR` and pass "
+        f"(Debian, fashion_mnist), or `python -m pc.datasets fetch {dataset} --to DIR` and pass "
         f"--data-dir DIR or set {DATA_ENV}=DIR."
     )

@@ -6,6 +6,6 @@ submitit, jax or pandas, so it runs on a login node. Grids (Grid, load_grid, ...
 """
 
 from launch.options import LaunchOptions, OptionsError
-from launch.plan import Plan, Task, make_plan, read_max_array_size
+from launch.plan import Task, TaskPacking, pack_tasks, read_max_array_size
 
-__all__ = ["LaunchOptions", "OptionsError", "Plan", "Task", "make_plan", "read_max_array_size"]
+__all__ = ["LaunchOptions", "OptionsError", "TaskPacking", "Task", "pack_tasks", "read_max_array_size"]

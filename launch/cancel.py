@@ -18,7 +18,7 @@ from pathlib import Path
 
 from contracts.paths import RunPaths
 from launch.manifest import ArrayRecord, array_records
-from launch.state import SCHEDULER_TIMEOUT_S, LocalProcess, live_processes, read_local_marker, squeue
+from launch.trial_states import SCHEDULER_TIMEOUT_S, LocalProcess, live_processes, read_local_marker, squeue
 
 
 class CancelError(RuntimeError):

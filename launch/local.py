@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from launch.manifest import CODE_ROOT
-from launch.state import LocalProcess
 from launch.task import LOCAL_JOB_ENV, LOCAL_LOG_ENV, PcsweepTask
+from launch.trial_states import LocalProcess
 
 POLL_S = 0.2
 

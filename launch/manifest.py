@@ -23,7 +23,7 @@ from typing import Any
 
 from contracts.atomic import write_json_atomic
 from contracts.paths import RunPaths
-from launch.state import parse_local_job_id
+from launch.trial_states import parse_local_job_id
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
 # Packages whose versions go into the manifest (read from metadata; nothing is imported).

@@ -87,7 +87,7 @@ class LaunchOptions:
         return self.cpus if self.cpus is not None else DEFAULT_CPUS
 
     def task_sizing(self) -> tuple[int | None, float | None]:
-        """(trials_per_task, task_minutes) for `make_plan`: by default tasks aim at half of --time,
+        """(trials_per_task, task_minutes) for `pack_tasks`: by default tasks aim at half of --time,
         so a task whose estimate is off by 2x still finishes before its limit."""
         if self.trials_per_task is None and self.task_minutes is None:
             return None, self.time_min / 2

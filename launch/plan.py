@@ -83,7 +83,7 @@ class CostModel:
     def group_cost(self, cfg: TrialConfig, n_trials: int) -> tuple[float, float, Estimate | None]:
         """(seconds per trial, overhead per group in a task, calibration.Estimate or None) for a static group
         of `n_trials` trials like `cfg` (it runs in programs of at most MAX_GROUP trials). The overhead counts
-        a full compile; `make_plan` lowers it for a program compiled before (Estimate.repeat_compile_s)."""
+        a full compile; `pack_tasks` lowers it for a program compiled before (Estimate.repeat_compile_s)."""
         est = None
         if self.calibration is not None:
             est = estimate(self.calibration, cfg, min(n_trials, MAX_GROUP.get(self.platform, 4096)))
@@ -115,7 +115,7 @@ class Task:
 
 
 @dataclass(frozen=True)
-class Plan:
+class TaskPacking:
     """The tasks of one launch and how they are cut into array jobs."""
 
     grid: str
@@ -171,7 +171,7 @@ def estimate_trial_seconds(cfg: TrialConfig, *, flops_per_s: float = FLOPS_PER_S
         flops_per_s: effective throughput of one task (see FLOPS_PER_S).
 
     Returns:
-        Seconds, excluding compile time (counted per group by `make_plan`).
+        Seconds, excluding compile time (counted per group by `pack_tasks`).
     """
     d, m, t = cfg.data, cfg.model, cfg.train
     if d.dataset in TRAIN_SIZE:
@@ -324,7 +324,7 @@ def _split_arrays(n_tasks: int, max_array_size: int) -> tuple[tuple[int, ...], .
                  for start in range(0, n_tasks, max_array_size))
 
 
-def make_plan(
+def pack_tasks(
     trials: Sequence[TrialConfig],
     *,
     grid: str,
@@ -334,7 +334,7 @@ def make_plan(
     flops_per_s: float = FLOPS_PER_S["cuda"],
     trial_ids: Sequence[str] | None = None,
     cost: CostModel | None = None,
-) -> Plan:
+) -> TaskPacking:
     """Group trials by static key, pack the groups into tasks and the tasks into arrays (module rules 1-5).
 
     Args:
@@ -372,7 +372,7 @@ def make_plan(
         est = start_s + b.overhead + sum(seconds[i] for i in b.members)
         tasks.append(Task(task_key(ids), ids, b.groups, round(est, 1)))
     cal = cost.calibration
-    return Plan(grid=grid, tasks=tuple(tasks), arrays=_split_arrays(len(tasks), max_array_size),
+    return TaskPacking(grid=grid, tasks=tuple(tasks), arrays=_split_arrays(len(tasks), max_array_size),
                 groups=len(groups), trials=len(trials), estimate="calibration" if cal else "flop",
                 calibration=cal.path if cal else None, calibration_date=cal.date if cal else None,
                 flop_groups=sum(g.est is None for g in groups) if cal else 0, programs=_program_costs(groups))

@@ -153,13 +153,17 @@ class Preflight:
     problems: tuple[str, ...] = ()
     offers: str = ""
     partitions: dict[str, str] = field(default_factory=dict)  # other partitions -> their offer (for hints)
+    down: str = ""  # scontrol's error when it ran and failed (the controller cannot be reached, ...)
 
     @property
     def refused(self) -> bool:
-        return bool(self.problems)
+        return bool(self.problems or self.down)
 
     def message(self) -> str:
         """The one-line refusal: what does not fit, what the partition offers, how to go on anyway."""
+        if self.down:
+            return (f"SLURM does not answer here (scontrol: {self.down}): nothing was submitted; check "
+                    "`scontrol ping` and the cluster's status, or pass --no-preflight to try sbatch anyway")
         return (f"--partition {self.partition}: this request can never run there: {'; '.join(self.problems)}. "
                 f"{self.offers}. Change the flag(s) named, pick another --partition, or pass --no-preflight "
                 "to submit anyway")
@@ -208,19 +212,34 @@ def check_request(partition: Partition, req: Request) -> list[str]:
     return problems
 
 
+class ControllerDown(Exception):
+    """scontrol is here but exited with an error (e.g. "Unable to contact slurm controller"): sbatch would fail too."""
+
+
 def _scontrol(*args: str, timeout_s: float) -> str | None:
-    """stdout of `scontrol ARGS -o`, or None when scontrol is missing, fails or times out."""
+    """stdout of `scontrol ARGS -o`, or None when scontrol is missing, cannot start or times out.
+
+    Raises:
+        ControllerDown: scontrol ran and failed; the message is its last stderr line.
+    """
     if shutil.which("scontrol") is None:
         return None
     try:
         r = subprocess.run(["scontrol", *args, "-o"], capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return r.stdout if r.returncode == 0 else None
+    if r.returncode != 0:
+        lines = [line.strip() for line in r.stderr.splitlines() if line.strip()]
+        raise ControllerDown(lines[-1] if lines else f"exit status {r.returncode}")
+    return r.stdout
 
 
 def read_partitions(timeout_s: float = SCONTROL_TIMEOUT_S) -> list[Partition] | None:
-    """Every partition with its nodes, from scontrol; None when scontrol does not answer."""
+    """Every partition with its nodes, from scontrol; None when scontrol is missing or does not answer in time.
+
+    Raises:
+        ControllerDown: scontrol answered with an error.
+    """
     parts_text = _scontrol("show", "partition", timeout_s=timeout_s)
     nodes_text = _scontrol("show", "node", timeout_s=timeout_s)
     if parts_text is None or nodes_text is None:
@@ -269,7 +288,10 @@ def preflight(options: LaunchOptions, *, partitions: list[Partition] | None = No
         request = resolved_request(options, None)
         return Preflight(options.partition, False, "--no-preflight"), replace(options, cpus=request.cpus)
     if partitions is None:
-        partitions = read_partitions(timeout_s)
+        try:
+            partitions = read_partitions(timeout_s)
+        except ControllerDown as e:
+            return Preflight(options.partition, True, "", down=str(e)), options
     if partitions is None:
         request = resolved_request(options, None)
         return (Preflight(options.partition, False, "scontrol did not answer"), replace(options, cpus=request.cpus))

@@ -23,10 +23,10 @@ from launch.compat import grid_conflict
 from launch.datacheck import DataCheck, check_data
 from launch.manifest import array_records
 from launch.options import DEFAULT_MAX_ARRAY_SIZE, LaunchOptions, OptionsError
-from launch.plan import CostModel, Plan, make_plan, read_max_array_size
+from launch.plan import CostModel, TaskPacking, pack_tasks, read_max_array_size
 from launch.preflight import Preflight, preflight
 from launch.sbatch import executor_parameters, python_command, task_environment
-from launch.state import done_trials, local_running, squeue
+from launch.trial_states import done_trials, local_running, squeue
 
 
 class SubmissionError(RuntimeError):
@@ -54,7 +54,7 @@ class LaunchPlan:
     skipped: dict[str, int]  # relaunch: done / queued / failed trials left out
     conflict: str | None  # why a launch refuses this grid (it drops launched trials); None with --force
     sizing: Sizing
-    plan: Plan
+    plan: TaskPacking
     python: str | None  # apptainer command, or None for the host python
     environment: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)  # submitit executor parameters (slurm only)
@@ -158,7 +158,7 @@ def prepare_launch(grid: Grid, options: LaunchOptions, *, max_array_size: int | 
         raise OptionsError(f"calibration: {e}") from None
     trial_ids, configs = tuple(grid.trial_ids[i] for i in indices), tuple(grid.trials[i] for i in indices)
     data = check_data(configs)
-    plan = make_plan(list(configs), grid=grid.name, trials_per_task=trials_per_task, task_minutes=task_minutes,
+    plan = pack_tasks(list(configs), grid=grid.name, trials_per_task=trials_per_task, task_minutes=task_minutes,
                      max_array_size=limit, cost=cost, trial_ids=list(trial_ids))
     return LaunchPlan(
         grid=grid, paths=paths, executor=options.executor, trial_ids=trial_ids, configs=configs, skipped=skipped,

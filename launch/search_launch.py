@@ -166,7 +166,7 @@ def prepare_search(grid: Grid, options: Any, verdict: Any = None) -> Any:
     from contracts.config import TrialConfig
     from launch.datacheck import check_data
     from launch.options import DEFAULT_MAX_ARRAY_SIZE
-    from launch.plan import Plan
+    from launch.plan import TaskPacking
     from launch.preflight import preflight
     from launch.prepare import LaunchPlan, Sizing, run_paths
     from launch.sbatch import executor_parameters, python_command, task_environment
@@ -177,7 +177,7 @@ def prepare_search(grid: Grid, options: Any, verdict: Any = None) -> Any:
         verdict, options = preflight(options)
     bases = [TrialConfig.from_mapping(s.base) for s in grid.search.studies]
     data = check_data(bases)
-    plan = Plan(grid=grid.name, tasks=(), arrays=(tuple(range(options.workers)),), groups=len(bases))
+    plan = TaskPacking(grid=grid.name, tasks=(), arrays=(tuple(range(options.workers)),), groups=len(bases))
     return LaunchPlan(
         grid=grid, paths=paths, executor=options.executor, trial_ids=(), configs=(), skipped={}, conflict=None,
         sizing=Sizing(None, None, options.max_array_size or DEFAULT_MAX_ARRAY_SIZE), plan=plan,

@@ -68,8 +68,8 @@ from contracts.paths import RunPaths
 from contracts.shard import ShardError, open_shard
 from contracts.trialset import write_trial_set
 from grids.search import METRICS, Distribution, SearchSpec, Study
-from launch.state import done_trials
 from launch.task import PcsweepTask, TaskError
+from launch.trial_states import done_trials
 
 OPTUNA_DIR = "optuna"  # runs/<grid>/optuna/: one journal per study, ask locks, batch maps
 ASK_LOCK_GRACE_S = 120  # a lock older than this is taken over (its holder was killed); holding it takes < 1 s
@@ -313,7 +313,7 @@ def trial_value(status: str, test_accuracy: Sequence[float] | np.ndarray, metric
 
 
 def _shard_rows(paths: RunPaths, trial_ids: Iterable[str]) -> dict[str, tuple[str, np.ndarray]]:
-    """trial id -> (status, test_accuracy) from the newest shard holding it (`launch.state.done_trials`).
+    """trial id -> (status, test_accuracy) from the newest shard holding it (`launch.trial_states.done_trials`).
 
     A shard part can be renamed or merged by a task of another worker between the scan and the read: then the
     scan runs once more.

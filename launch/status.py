@@ -23,7 +23,7 @@ from grids.launched import launched_trials
 from launch.manifest import ArrayRecord, array_records
 from launch.progress import TaskProgress, duration, grid_eta, read_progress
 from launch.reasons import explain
-from launch.state import Accounting, QueueEntry, done_trials, local_running, log_tail, sacct, squeue
+from launch.trial_states import Accounting, QueueEntry, done_trials, local_running, log_tail, sacct, squeue
 
 STATES = ("pending", "running", "done", "failed", "lost", "unknown")
 MAX_PROBLEMS = 50

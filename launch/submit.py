@@ -10,15 +10,18 @@ and debug runs wait for their tasks, after releasing the lock).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from contracts.lock import RunLock
+from contracts.paths import RunPaths
 from contracts.trialset import trial_set_path, write_trial_set
 from grids.grid import Grid
 from launch.compat import GridConflictError, provisional_grid
@@ -29,8 +32,8 @@ from launch.options import LaunchOptions
 from launch.preflight import PreflightError, preflight, require_fit
 from launch.prepare import LaunchPlan, SubmissionError, only_indices, prepare_launch, run_paths
 from launch.search_launch import prepare_search, studies_left, study_progress, worker_tasks, workers_launched
-from launch.state import LocalProcess, local_job_id, local_marker, write_local_marker
 from launch.task import PcsweepTask
+from launch.trial_states import LocalProcess, local_job_id, local_marker, write_local_marker
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def _manifest(p: LaunchPlan, options: LaunchOptions, stamp: str, tasks: Sequence
     }
 
 
-@contextmanager
+@contextlib.contextmanager
 def _kept_only_if_sent(p: LaunchPlan, manifest: dict[str, Any]) -> Iterator[None]:
     """grid.yaml and the trial set are stored for the block (tasks read the trial set when they start); if the
     block raises before an array went out, grid.yaml is put back as it was and the trial set and the reserved
@@ -215,20 +218,31 @@ def _submit_slurm(arrays: Sequence[tuple[PcsweepTask, ...]], p: LaunchPlan,
     for tasks in arrays:
         executor = submitit.SlurmExecutor(folder=paths.slurm_dir, python=p.python)
         executor.update_parameters(**p.parameters)
+        sbatch_stderr = io.StringIO()  # submitit echoes sbatch's stderr; a refusal must stay one line
+        pickles = set(paths.slurm_dir.glob("*.pkl"))
         try:
-            with executor.batch():
+            with contextlib.redirect_stderr(sbatch_stderr), executor.batch():
                 jobs = [executor.submit(task) for task in tasks]
         except Exception as e:
-            done = ", ".join(a["job_id"] for a in manifest["arrays"]) or "none"
-            raise SubmissionError(
-                f"sbatch refused array {len(submitted) + 1} of {len(arrays)} ({e}); arrays already "
-                f"submitted: {done} (recorded in {paths.submission(manifest['stamp'])}); fix the cause "
-                "and relaunch: submitted trials are skipped") from e
+            for orphan in set(paths.slurm_dir.glob("*.pkl")) - pickles:  # submitit's pickles of tasks never sent
+                orphan.unlink(missing_ok=True)
+            raise SubmissionError(_refusal(e, len(submitted) + 1, len(arrays), manifest, paths)) from e
+        sys.stderr.write(sbatch_stderr.getvalue())  # sbatch's warnings on success are worth seeing
         job_id = jobs[0].job_id.split("_")[0]
         manifest["arrays"].append(array_entry(job_id, [t.task_key for t in tasks]))
         write_manifest(paths, manifest)
         submitted.append(SubmittedArray(job_id, len(tasks), sum(len(t.trial_ids) for t in tasks)))
     return submitted
+
+
+def _refusal(error: Exception, number: int, total: int, manifest: dict[str, Any], paths: RunPaths) -> str:
+    """One line: which sbatch failed and why (sbatch's own words, lines joined), and what went out before it."""
+    why = " ".join(str(error).split()) or type(error).__name__
+    if not manifest["arrays"]:
+        return f"sbatch refused array {number} of {total} ({why}); nothing was submitted; fix the cause and relaunch"
+    done = ", ".join(a["job_id"] for a in manifest["arrays"])
+    return (f"sbatch refused array {number} of {total} ({why}); arrays already submitted: {done} (recorded in "
+            f"{paths.submission(manifest['stamp'])}); fix the cause and relaunch: submitted trials are skipped")
 
 
 def _start_here(arrays: Sequence[tuple[PcsweepTask, ...]], p: LaunchPlan,

@@ -139,7 +139,7 @@ def measure_program(cfg: TrialConfig, n: int, batches: int, epochs_timed: int) -
 
     from pc import train
     from pc.compile_time import measure_compile
-    from pc.data import load_data
+    from pc.datasets import load_data
     from pc.memory import per_trial_bytes
     from pc.trials import batch_orders
 
@@ -174,7 +174,7 @@ def measure_program(cfg: TrialConfig, n: int, batches: int, epochs_timed: int) -
 
 def measure_data_load(cfg: TrialConfig) -> float:
     """Seconds to load a shape's data set the first time (a task pays it per dataset)."""
-    from pc.data import load_data
+    from pc.datasets import load_data
 
     t0 = time.perf_counter()
     load_data(cfg.data)
@@ -231,7 +231,7 @@ def calibrate(s: Settings, *, progress: bool = True) -> Calibration:
     import jax  # lazy, as above
     from tqdm import tqdm
 
-    from pc.data import DataError
+    from pc.datasets import DataError
 
     jax.config.update("jax_enable_compilation_cache", False)  # a cache hit would not be a compile
     platform, kind, name = _device()

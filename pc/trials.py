@@ -73,7 +73,7 @@ def iter_trial_results(
 
     Args:
         configs: trial configs (TrialConfig or nested mappings; an invalid mapping yields a failure).
-        data_dir: folder with image IDX files (see `pc.data.load_data`).
+        data_dir: folder with image IDX files (see `pc.datasets.load_data`).
         progress: show a tqdm bar over trial-epochs.
         on_epoch: called as on_epoch(epoch, n_trials) after every epoch of every group.
         on_group: called with the trial ids of a group (one program's chunk) before it compiles and trains;
@@ -115,7 +115,7 @@ def _run_group(group, data_dir, bar, on_epoch, record: RunRecord,
     import pcx as px
 
     from pc import train
-    from pc.data import load_data
+    from pc.datasets import load_data
     from pc.precision import jax_default_precision
 
     record.jax_default_matmul_precision = jax_default_precision()

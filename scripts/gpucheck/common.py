@@ -69,18 +69,18 @@ def write_synthetic_fashion_mnist(folder: Path, n_train: int, n_test: int) -> Pa
 
 def prepare_fashion_mnist(data_dir: str | None, out: Path) -> dict[str, Any]:
     """Make FashionMNIST findable through $PCSWEEP_DATA for the calibration (which loads data by the project's
-    one rule, contracts.datafiles): the real files where pc.data finds them, else full-size synthetic ones
+    one rule, contracts.datafiles): the real files where pc.datasets finds them, else full-size synthetic ones
     (60,000 / 10,000 images, so a measured epoch is a real epoch's length)."""
     from contracts.config import DataConfig
     from contracts.datafiles import DATA_ENV, SYSTEM_DIRS, DataError
-    from pc.data import load_data
+    from pc.datasets import load_data
 
     try:
         load_data(DataConfig(dataset="fashion_mnist", batch_size=128), data_dir)
         where = data_dir or os.environ.get(DATA_ENV) or SYSTEM_DIRS["fashion_mnist"]
         if data_dir:
             os.environ[DATA_ENV] = str(data_dir)
-        say(f"FashionMNIST: the real files (found by pc.data under {where})")
+        say(f"FashionMNIST: the real files (found by pc.datasets under {where})")
         return {"synthetic": False, "folder": str(where)}
     except DataError as e:
         say(f"FashionMNIST not found ({str(e).split(';')[0]})")

@@ -73,7 +73,7 @@ def measure_shapes(specs: list[str], platform: str, quick: bool, groups: tuple[i
         cals.append(cal)
         shapes += cal.shapes
         for dataset, s in cal.data_load_s.items():
-            loads.setdefault(dataset, s)  # the first load is the real one (pc.data caches the rest)
+            loads.setdefault(dataset, s)  # the first load is the real one (pc.datasets caches the rest)
         line(f"{spec}: groups {[g.n for g in cal.shapes[0].groups]} in {time.perf_counter() - t:.1f} s")
     return shapes, loads, skipped, cals
 

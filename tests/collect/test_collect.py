@@ -13,8 +13,8 @@ from collect_cases import GRID, synthetic_trial
 
 import collect
 from collect.blockstore import PROVENANCE
+from collect.merge_state import updating_marker
 from collect.results import ResultsWriter
-from collect.state import updating_marker
 from contracts.config import valid_keys
 from contracts.shard import ARRAY_NAMES
 from grids import resolve

@@ -20,8 +20,8 @@ from collect_cases import GRID, synthetic_trial
 from paused_collect import PAUSE_LINE
 
 import collect
+from collect.merge_state import updating_marker
 from collect.results import verify_results
-from collect.state import updating_marker
 from contracts.shard import write_shard
 
 REPO = Path(__file__).resolve().parents[2]

@@ -28,7 +28,7 @@ from contracts.config import TrialConfig
 from grids.grid import load_grid
 from launch.dryrun import dry_run, render_dry_run
 from launch.options import LaunchOptions, OptionsError
-from launch.plan import GROUP_OVERHEAD_S, CostModel, estimate_trial_seconds, make_plan
+from launch.plan import GROUP_OVERHEAD_S, CostModel, estimate_trial_seconds, pack_tasks
 from launch.sbatch import CODE_ROOT
 
 
@@ -128,8 +128,8 @@ def test_tiny_trials_keep_the_floor():
 
 def test_plan_uses_the_calibration_per_group():
     trials = [moons(**{"model.width": w, "seed": s}) for w in (32, 1024) for s in range(4)]
-    flop = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu"))
-    cal = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
+    flop = pack_tasks(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu"))
+    cal = pack_tasks(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
     assert flop.estimate == "flop" and flop.calibration is None
     assert flop.tasks[0].est_s == pytest.approx(
         2 * GROUP_OVERHEAD_S + sum(estimate_trial_seconds(c, flops_per_s=5e10) for c in trials), abs=0.1)
@@ -142,7 +142,7 @@ def test_plan_uses_the_calibration_per_group():
 def test_plan_falls_back_to_flops_for_shapes_the_calibration_lacks():
     trials = [TrialConfig().replace(**{"data.dataset": "fashion_mnist", "data.batch_size": 128, "data.resize": 28,
                                        "data.n_classes": 784, "model.width": 784, "model.constant_width": True})]
-    plan = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
+    plan = pack_tasks(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
     assert plan.estimate == "calibration" and plan.flop_groups == 1
     assert plan.tasks[0].est_s == pytest.approx(GROUP_OVERHEAD_S + estimate_trial_seconds(trials[0],
                                                                                            flops_per_s=5e10), abs=0.1)
@@ -150,7 +150,7 @@ def test_plan_falls_back_to_flops_for_shapes_the_calibration_lacks():
 
 def test_calibrated_sizing_splits_a_long_group_by_measured_seconds():
     trials = [moons(**{"model.width": 1024, "seed": s}) for s in range(40)]  # group of 40 -> measured n=32
-    plan = make_plan(trials, grid="g", task_minutes=1, cost=CostModel.for_platform("cpu", CAL))
+    plan = pack_tasks(trials, grid="g", task_minutes=1, cost=CostModel.for_platform("cpu", CAL))
     # 0.8 s per trial-epoch x 8 epochs = 6.4 s per trial; compile 9.32 s + data load 0.1 s per piece:
     # (60 - 9.42) / 6.4 -> at most 7 trials per task, so 6 near-equal pieces
     assert sorted(len(t.trial_ids) for t in plan.tasks) == [6, 6, 7, 7, 7, 7]
@@ -261,23 +261,23 @@ def test_a_repeated_program_pays_the_cache_load_not_the_compile():
               for ds in ("two_moons", "two_circles") for s in range(4)]
     per_trial = sum(seconds(c, 4) for c in trials)
     cal = with_trace(CAL, trace_s=0.5)
-    plan = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", cal))
+    plan = pack_tasks(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", cal))
     assert len(plan.tasks) == 1 and plan.tasks[0].groups == 2
     # two moons compiles (6.02 s + 0.1 s data); two circles is the same program: trace 0.5 + cache load
     want = per_trial + (6.02 + 0.1) + (0.5 + CACHE_LOAD_S + CAL.data_load_s.get("two_circles", 0.0))
     assert plan.tasks[0].est_s == pytest.approx(want, abs=0.1)
     # a file that did not measure the trace seconds counts a full compile for both (as before)
-    old = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
+    old = pack_tasks(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
     assert old.tasks[0].est_s == pytest.approx(per_trial + 2 * 6.02 + 0.1, abs=0.1)
     # two widths are two programs: both compile
     wide = [c.replace(**{"model.width": 1024}) if c.data.dataset == "two_circles" else c for c in trials]
-    two = make_plan(wide, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", cal))
+    two = pack_tasks(wide, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", cal))
     assert two.tasks[0].est_s == pytest.approx(sum(seconds(c, 4) for c in wide) + 6.02 + 0.1 + 9.04, abs=0.1)
 
 
 def test_pieces_of_a_split_group_compile_once():
     trials = [moons(**{"model.width": 1024, "seed": s}) for s in range(40)]  # 6.4 s per trial (see above)
-    plan = make_plan(trials, grid="g", task_minutes=1, cost=CostModel.for_platform("cpu", with_trace(CAL, 1.0)))
+    plan = pack_tasks(trials, grid="g", task_minutes=1, cost=CostModel.for_platform("cpu", with_trace(CAL, 1.0)))
     est = sorted(t.est_s for t in plan.tasks)
     compiled = [t for t in plan.tasks if t.est_s - 6.4 * len(t.trial_ids) > 5]
     assert len(compiled) == 1  # the first piece pays 9.32 s; the others 1.0 + 0.1 s from the cache
@@ -286,15 +286,15 @@ def test_pieces_of_a_split_group_compile_once():
 
 def test_each_task_pays_the_measured_start_once():
     trials = [moons(**{"model.width": w, "seed": s}) for w in (32, 1024) for s in range(4)]
-    base = make_plan(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5)))
-    started = make_plan(trials, grid="g", task_minutes=60,
+    base = pack_tasks(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5)))
+    started = pack_tasks(trials, grid="g", task_minutes=60,
                         cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5, task_start_s=4.0)))
     assert len(base.tasks) == len(started.tasks) == 1
     assert started.tasks[0].est_s == pytest.approx(base.tasks[0].est_s + 4.0, abs=0.1)
     # the start counts against the task's capacity: a task that fits 60 s without it is cut with it
     one = [moons(**{"model.width": 1024, "seed": s}) for s in range(6)]  # group 6 -> n2: 6 x 8 + 9.02 + 0.1 = 57 s
-    fits = make_plan(one, grid="g", task_minutes=1, cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5)))
-    cut = make_plan(one, grid="g", task_minutes=1,
+    fits = pack_tasks(one, grid="g", task_minutes=1, cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5)))
+    cut = pack_tasks(one, grid="g", task_minutes=1,
                     cost=CostModel.for_platform("cpu", with_trace(CAL, 0.5, task_start_s=8.0)))
     assert len(fits.tasks) == 1 and len(cut.tasks) == 2
     assert all(t.est_s <= 60 for t in cut.tasks)

@@ -28,7 +28,7 @@ MOONS = {"name": "moons", "defaults": {"data": {"dataset": "two_moons", "n_sampl
 
 
 def _write_idx(folder: Path, n: int = 16) -> None:
-    """The four FashionMNIST IDX files (gzip), tiny and real: what pc.data reads."""
+    """The four FashionMNIST IDX files (gzip), tiny and real: what pc.datasets reads."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for split, count in (("train", n), ("t10k", n)):

@@ -21,9 +21,9 @@ from launch.cancel import cancel
 from launch.manifest import read_manifests, write_manifest
 from launch.options import LaunchOptions, OptionsError
 from launch.prepare import prepare_launch, select_trials
-from launch.state import LocalProcess, local_job_id, local_marker, local_running, write_local_marker
 from launch.status import status_report
 from launch.submit import launch
+from launch.trial_states import LocalProcess, local_job_id, local_marker, local_running, write_local_marker
 
 REPO = Path(__file__).resolve().parents[2]
 MOONS = {

@@ -19,8 +19,8 @@ from launch.manifest import ManifestError, array_records, new_stamp, read_manife
 from launch.options import LaunchOptions, OptionsError
 from launch.prepare import SubmissionError
 from launch.prepare import select_trials as select_indices
-from launch.state import LocalProcess, local_marker, write_local_marker
 from launch.status import render_status, status_report, watch
+from launch.trial_states import LocalProcess, local_marker, write_local_marker
 
 TINY = {
     "name": "tiny",

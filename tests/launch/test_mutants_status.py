@@ -31,8 +31,8 @@ from launch.options import LaunchOptions, OptionsError
 from launch.prepare import SubmissionError, queued_trials, select_trials
 from launch.progress import TaskProgress, duration, progress_path
 from launch.reasons import explain
-from launch.state import LocalProcess, QueueEntry, write_local_marker
 from launch.status import ArrayStatus, Problem, StatusReport, render_status, status_report, watch
+from launch.trial_states import LocalProcess, QueueEntry, write_local_marker
 
 TINY = {
     "name": "tiny",

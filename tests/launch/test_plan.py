@@ -16,7 +16,7 @@ from launch.plan import (
     MAX_ARRAY_SIZE_FALLBACK,
     _shape,
     estimate_trial_seconds,
-    make_plan,
+    pack_tasks,
     read_max_array_size,
     task_key,
 )
@@ -58,7 +58,7 @@ def _check_groups(plan, grid):
 
 @pytest.mark.parametrize("per_task", [1, 7, 100, 5000])
 def test_trials_per_task_packs_within_capacity(stability, per_task):
-    plan = make_plan(stability.trials, grid="stability", trials_per_task=per_task, trial_ids=stability.trial_ids)
+    plan = pack_tasks(stability.trials, grid="stability", trials_per_task=per_task, trial_ids=stability.trial_ids)
     _check_cover(plan, stability)
     _check_groups(plan, stability)
     assert all(len(t.trial_ids) <= per_task for t in plan.tasks)
@@ -74,7 +74,7 @@ def test_trials_per_task_packs_within_capacity(stability, per_task):
 
 
 def test_default_plan_never_splits_a_small_group_and_groups_by_static_key(stability):
-    plan = make_plan(stability.trials, grid="stability", trial_ids=stability.trial_ids)
+    plan = pack_tasks(stability.trials, grid="stability", trial_ids=stability.trial_ids)
     _check_cover(plan, stability)
     _check_groups(plan, stability)
     assert plan.groups == 64  # 2 datasets x 2 kinds x 8 widths x {sgd, adamw}
@@ -94,25 +94,25 @@ def test_task_minutes_bounds_the_estimated_duration():
     grid = grid_from_mapping(doc)
     per_trial = estimate_trial_seconds(grid.trials[0])
     assert per_trial > 30  # width 4096 on fashion_mnist is a heavy trial
-    plan = make_plan(grid.trials, grid="fm", task_minutes=10, trial_ids=grid.trial_ids)
+    plan = pack_tasks(grid.trials, grid="fm", task_minutes=10, trial_ids=grid.trial_ids)
     _check_cover(plan, grid)
     for task in plan.tasks:
         assert task.est_s <= 600 + 1e-6
     big = [t for t in plan.tasks if t.est_s > 300]
     assert len(big) == -(-30 // int((600 - GROUP_OVERHEAD_S) // per_trial))
-    longer = make_plan(grid.trials, grid="fm", task_minutes=60, trial_ids=grid.trial_ids)
+    longer = pack_tasks(grid.trials, grid="fm", task_minutes=60, trial_ids=grid.trial_ids)
     assert len(longer.tasks) < len(plan.tasks)
 
 
 def test_a_single_trial_longer_than_the_target_still_gets_a_task():
     grid = grid_from_mapping({"name": "x",
                               "defaults": {"data": {"dataset": "fashion_mnist"}, "model": {"width": 4096}}})
-    plan = make_plan(grid.trials, grid="x", task_minutes=0.1, trial_ids=grid.trial_ids)
+    plan = pack_tasks(grid.trials, grid="x", task_minutes=0.1, trial_ids=grid.trial_ids)
     assert [len(t.trial_ids) for t in plan.tasks] == [1]
 
 
 def test_arrays_split_at_max_array_size(stability):
-    plan = make_plan(stability.trials, grid="stability", trials_per_task=100, max_array_size=7,
+    plan = pack_tasks(stability.trials, grid="stability", trials_per_task=100, max_array_size=7,
                      trial_ids=stability.trial_ids)
     n = len(plan.tasks)
     assert [len(a) for a in plan.arrays] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
@@ -120,8 +120,8 @@ def test_arrays_split_at_max_array_size(stability):
 
 
 def test_plans_and_task_keys_are_deterministic(stability):
-    a = make_plan(stability.trials, grid="stability", trials_per_task=50)
-    b = make_plan(stability.trials, grid="stability", trials_per_task=50, trial_ids=stability.trial_ids)
+    a = pack_tasks(stability.trials, grid="stability", trials_per_task=50)
+    b = pack_tasks(stability.trials, grid="stability", trials_per_task=50, trial_ids=stability.trial_ids)
     assert a == b
     assert len({t.task_key for t in a.tasks}) == len(a.tasks)
     ids = a.tasks[0].trial_ids
@@ -135,7 +135,7 @@ def test_plans_and_task_keys_are_deterministic(stability):
 )
 def test_bad_sizing_is_refused(stability, kwargs):
     with pytest.raises(ValueError, match="not both|capacity must be positive|max_array_size must be >= 1"):
-        make_plan(stability.trials[:3], grid="s", **kwargs)
+        pack_tasks(stability.trials[:3], grid="s", **kwargs)
 
 
 def test_paper_grids_plan_quickly():
@@ -143,7 +143,7 @@ def test_paper_grids_plan_quickly():
     total = 0
     for name in ("propagation", "stability", "stability_constant_width"):
         grid = load_grid(GRIDS / f"{name}.yaml")
-        plan = make_plan(grid.trials, grid=name, trial_ids=grid.trial_ids)
+        plan = pack_tasks(grid.trials, grid=name, trial_ids=grid.trial_ids)
         total += sum(len(t.trial_ids) for t in plan.tasks)
         assert max(len(a) for a in plan.arrays) <= MAX_ARRAY_SIZE_FALLBACK
     assert total == 50_560 + 3_432 + 792
@@ -191,7 +191,7 @@ def test_plan_groups_state_momentum_on_and_off_apart_as_the_task_will():
     # h_momentum's value is per trial, whether it is on is part of the program: the planner's stand-in for
     # static_key must split the search grid's momentum-0 trials from the others (84 programs, not 42).
     grid = load_grid(GRIDS / "state_init_search.yaml")
-    plan = make_plan(grid.trials, grid="state_init_search", trial_ids=grid.trial_ids)
+    plan = pack_tasks(grid.trials, grid="state_init_search", trial_ids=grid.trial_ids)
     keys = {static_key(c) for c in grid.trials}
     assert plan.groups == len(keys) == 3 * 7 * 2 * 2  # init rule x T x activation x momentum on/off
     shapes = {(_shape(c), static_key(c)) for c in grid.trials}

@@ -4,6 +4,7 @@ the defaults that follow the platform and the partition, and the CLI's refusal (
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,18 @@ import pytest
 
 from contracts.paths import RunPaths
 from launch.options import LaunchOptions
-from launch.preflight import Node, Partition, Request, check_request, judge, parse_fields, parse_minutes, preflight
+from launch.preflight import (
+    Node,
+    Partition,
+    PreflightError,
+    Request,
+    check_request,
+    judge,
+    parse_fields,
+    parse_minutes,
+    preflight,
+    require_fit,
+)
 from launch.sbatch import executor_parameters, python_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,11 +150,36 @@ def test_cpu_platform_asks_no_gpu_and_cpus_follow_the_partition():
 
 def test_cli_refuses_a_request_with_exit_2_and_one_line_before_writing(tmp_path):
     """Through the real CLI against whatever scontrol answers here: a made-up partition is always refused;
-    without scontrol the preflight is skipped and sbatch is missing, so the launch still exits 2."""
+    without scontrol the preflight is skipped and sbatch is missing, and with SLURM installed but stopped
+    scontrol fails: either way the launch still exits 2."""
     r = subprocess.run([sys.executable, "-m", "launch", "grids/demo.yaml", "--root", str(tmp_path / "runs"),
                         "--executor", "slurm", "--partition", "no-such-part", "--no-container", "--platform", "cpu",
                         "train.epochs=1"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    assert "no-such-part" in r.stderr or "sbatch is not on PATH" in r.stderr
+    assert "no-such-part" in r.stderr or "sbatch is not on PATH" in r.stderr or "SLURM does not answer" in r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("stderr, shown", [
+    ("slurm_load_partitions error: Unable to contact slurm controller (connect failure)",
+     "scontrol: slurm_load_partitions error: Unable to contact slurm controller (connect failure))"),
+    ("", "scontrol: exit status 1)"),
+])
+def test_a_scontrol_that_fails_refuses_the_launch_in_one_line(tmp_path, monkeypatch, stderr, shown):
+    """A stand-in scontrol (the down controller cannot be made here without SLURM; tests/slurm has the real one)
+    that exits 1: the launch is refused, not waved through to an sbatch that would fail the same way."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    v, o = preflight(opts(partition="gpu"))
+    assert v.refused and v.checked and v.down and o.cpus is None
+    assert v.message().startswith("SLURM does not answer here (") and shown in v.message()
+    assert "\n" not in v.message() and "--no-preflight" in v.message()
+    assert v.render() == f"preflight: REFUSED, a launch would exit 2: {v.message()}"
+    with pytest.raises(PreflightError, match=r"^SLURM does not answer here"):
+        require_fit(v)
+    v, _ = preflight(opts(partition="gpu", preflight=False))  # --no-preflight never asks scontrol
+    assert not v.refused and v.note == "--no-preflight"

@@ -22,9 +22,9 @@ from launch.environment import thread_environment
 from launch.manifest import read_manifests
 from launch.options import LaunchOptions
 from launch.progress import TaskProgress, grid_eta, progress_path, read_progress
-from launch.state import read_local_marker
 from launch.status import render_status, status_report
 from launch.task import PcsweepTask
+from launch.trial_states import read_local_marker
 
 REPO = Path(__file__).resolve().parents[2]
 TWO_GROUPS = {  # width 8 (2 trials, 1 epoch) then width 12 (2 trials, 2 epochs): two static groups

@@ -25,7 +25,7 @@ pcx 0.6.3, and why:
 - Statuses are prefix-matched regexes in 0.6.3 (as in pcax): "init" and "forward" are not prefixes of each other.
 - pcx transforms swap the global RKG key without restoring it if the traced function raises; `run_port` puts it back.
 
-Inputs (same as pcsweep's, so that only the training code differs): `pc.data.load_data` batches, the initial weights
+Inputs (same as pcsweep's, so that only the training code differs): `pc.datasets.load_data` batches, the initial weights
 `pc.model.init_weights`, the batch order `pc.trials.batch_orders`. Evaluation is the study's `eval_on_batch`: a plain
 feed-forward pass (INIT status for forward init, the "forward" status whose rule reads h as u for the other two),
 accuracy = mean over test batches of the batch accuracy.
@@ -166,7 +166,7 @@ def run_port(cfg) -> dict[str, np.ndarray]:
     energy, energy_var [E, B, T+1, L]; w_norm, w_grad_norm [E, B, 3] (weights only, norm after / gradient
     before the AdamW step); test_accuracy [E].
     """
-    from pc.data import load_data
+    from pc.datasets import load_data
     from pc.model import init_weights
     from pc.state_init import normal_draws, trial_key
     from pc.trials import batch_orders

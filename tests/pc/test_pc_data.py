@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import make_circles, make_moons
 
 from contracts.config import DataConfig
-from pc.data import NORMALISATION, DataError, load_data, read_idx
+from pc.datasets import NORMALISATION, DataError, load_data, read_idx
 
 
 def write_idx(path, array: np.ndarray, gz: bool) -> None:
@@ -96,7 +96,7 @@ def test_missing_files_name_where_it_looked_and_how_to_get_them(tmp_path, monkey
         load_data(DataConfig(dataset="mnist", batch_size=8), data_dir=tmp_path)
     message = str(err.value)
     assert str(tmp_path) in message and "/usr/share/datasets/mnist" in message
-    assert "python -m pc.data fetch mnist" in message and "PCSWEEP_DATA" in message
+    assert "python -m pc.datasets fetch mnist" in message and "PCSWEEP_DATA" in message
 
 
 def test_malformed_idx_is_rejected(idx_dir):
@@ -115,12 +115,12 @@ def test_n_classes_below_the_dataset_is_an_error():
 
 
 def test_light_modules_import_no_jax():
-    """pc.data, pc.trials and pc.cli load no jax at import (launch imports them on login nodes)."""
+    """pc.datasets, pc.trials and pc.cli load no jax at import (launch imports them on login nodes)."""
     import subprocess
     import sys
     from pathlib import Path
 
-    code = "import sys, pc.data, pc.trials, pc.cli; print('jax' in sys.modules)"
+    code = "import sys, pc.datasets, pc.trials, pc.cli; print('jax' in sys.modules)"
     repo = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

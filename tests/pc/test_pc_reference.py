@@ -16,7 +16,7 @@ import optax
 import pytest
 from pc_cases import ADAM_A, BP_A, SGD_A
 
-from pc.data import load_data
+from pc.datasets import load_data
 from pc.model import ACTIVATIONS, init_weights
 from pc.trials import batch_orders
 

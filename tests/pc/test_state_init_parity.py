@@ -4,7 +4,7 @@ The study (Figure 5 centre-left) is the paper's repository, examples/s5_analysis
 pcn_initialization/EP_adam*.py at commit 5e0f9a7; `study_port.py` ports its `MLP`, `forward`, `energy`,
 `train_on_batch` and `eval_on_batch` to pcx 0.6.3 with pcx's own Vode rulesets, autodiff and optimisers. pcsweep
 writes the state steps out in plain JAX inside one compiled program per group, so a disagreement here means one of
-the two readings of the study is wrong, not a rounding choice. Both sides get the same data (`pc.data.load_data`),
+the two readings of the study is wrong, not a rounding choice. Both sides get the same data (`pc.datasets.load_data`),
 initial weights (`pc.model.init_weights`), batch order (`pc.trials.batch_orders`) and, for the normal rule, the same
 draws (`pc.state_init.normal_draws`, injected into the port's init tform).
 
@@ -150,7 +150,7 @@ def test_t0_energies_are_the_rule_s(pcsweep, port):
     trial's draws against the predictions they imply. A pcsweep that initialised with the wrong rule (or drew for
     the wrong batch, or from the weights' key) fails here even if the port made the same mistake.
     """
-    from pc.data import load_data
+    from pc.datasets import load_data
     from pc.trials import batch_orders
 
     t0 = {}

@@ -133,7 +133,7 @@ def test_bad_study_keys_are_refused_with_the_key(override, message):
 
 
 def test_unnormalised_images_and_subset():
-    from pc.data import load_data
+    from pc.datasets import load_data
 
     cfg = TrialConfig.from_mapping({"data": {"dataset": "fashion_mnist", "batch_size": 128, "normalize": False,
                                              "train_subset": 300}})

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import collect
-from collect.state import updating_marker
+from collect.merge_state import updating_marker
 from contracts.paths import RunPaths
 from grids import GridError, load_grid
 from plots import data

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from test_launch_run import final_states, fresh_run, tiny_doc, wait_for
@@ -20,10 +24,11 @@ from test_launch_run import final_states, fresh_run, tiny_doc, wait_for
 from contracts.shard import open_shard
 from launch.manifest import read_manifests
 from launch.preflight import PreflightError
-from launch.state import squeue
 from launch.submit import SubmissionError, launch
+from launch.trial_states import squeue
 
 pytestmark = pytest.mark.slurm
+REPO = Path(__file__).resolve().parents[2]
 # 128 batches of 16 per epoch at width 12-16: ~10-60 ms per epoch on a 2-core CPU (10 ms since tasks run
 # XLA with the allocation's one thread instead of oversubscribing the node), so each heavy group trains 20 s+
 HEAVY_EPOCHS = 2000
@@ -139,3 +144,34 @@ def test_a_refused_sbatch_stores_nothing_and_the_next_launch_is_not_refused(run)
     doc["defaults"]["train"]["epochs"] = 2  # other trial ids: refused had the first grid.yaml been kept
     sub = launch(run.grid(doc), run.options(sbatch={"begin": "now+1hour"}))
     assert sub.trials == 1 and len(read_manifests(run.paths)) == 1
+
+
+def _unreachable_conf(tmp_path) -> dict[str, str]:
+    """The dev cluster's SLURM config with the controller moved to a port nothing listens on: real scontrol and
+    sbatch then fail with "Unable to contact slurm controller", as on a cluster whose controller is down."""
+    conf_dir = tmp_path / "slurm-conf"
+    shutil.copytree("/etc/slurm", conf_dir, ignore=shutil.ignore_patterns("*.key", "slurmdbd.conf"))
+    conf = conf_dir / "slurm.conf"
+    text = re.sub(r"(?im)^\s*SlurmctldPort\s*=.*$", "", conf.read_text())
+    conf.write_text(f"{text}\nSlurmctldPort=9\n")  # discard: refused at once
+    return {**os.environ, "SLURM_CONF": str(conf), "PYTHONPATH": str(REPO)}
+
+
+def test_a_controller_that_does_not_answer_gives_one_line_and_writes_nothing(run, tmp_path):
+    """The preflight sees scontrol fail and refuses before the run folder exists; with --no-preflight sbatch fails,
+    and its own stderr line is folded into our one line (no second line), with no manifest or task pickle left."""
+    grid_file = tmp_path / "tiny.yaml"
+    grid_file.write_text(json.dumps(tiny_doc(run.name, seeds=1)))
+    env = _unreachable_conf(tmp_path)
+    cmd = [sys.executable, "-m", "launch", str(grid_file), "--root", str(run.paths.root.parent), "--no-container",
+           "--platform", "cpu", "--executor", "slurm"]
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "SLURM does not answer here (scontrol: " in r.stderr and "contact slurm controller" in r.stderr
+    assert "--no-preflight" in r.stderr and not run.paths.root.exists()
+    r = subprocess.run([*cmd, "--no-preflight"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "sbatch refused array 1 of 1 (sbatch: error: " in r.stderr and "nothing was submitted" in r.stderr
+    assert "recorded in" not in r.stderr
+    assert not list(run.paths.submissions_dir.glob("*")) and not list(run.paths.slurm_dir.glob("*.pkl"))
+    assert not run.paths.lock.exists() and not run.paths.grid_yaml.exists()

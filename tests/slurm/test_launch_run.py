@@ -25,9 +25,9 @@ from grids.grid import Grid, grid_from_mapping, read_grid_document
 from launch.cancel import cancel
 from launch.manifest import read_manifests
 from launch.options import LaunchOptions
-from launch.state import sacct, squeue
 from launch.status import StatusReport, status_report
 from launch.submit import launch
+from launch.trial_states import sacct, squeue
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]

@@ -69,7 +69,7 @@ def test_a_missing_interpreter_is_named():
 
 def test_synthetic_fashion_mnist_files_are_read_by_pc_data(tmp_path):
     from contracts.config import DataConfig
-    from pc.data import load_data
+    from pc.datasets import load_data
 
     folder = common.write_synthetic_fashion_mnist(tmp_path / "fm", n_train=300, n_test=260)
     data = load_data(DataConfig(dataset="fashion_mnist", batch_size=128), folder)
@@ -230,7 +230,7 @@ def test_section_6_no_device_peak_on_cpu_and_the_estimates_are_pc_memory_s(quick
 def test_section_7_projection_is_the_planner_s_from_the_calibration_just_written(quick_run):
     from contracts.calibration import read_calibration
     from grids.grid import load_grid
-    from launch.plan import CostModel, make_plan
+    from launch.plan import CostModel, pack_tasks
 
     stdout, result, _ = quick_run
     proj, text = result["projection"], section_text(stdout, 7)
@@ -244,7 +244,7 @@ def test_section_7_projection_is_the_planner_s_from_the_calibration_just_written
     assert 0 < grids["stability"]["flop_groups"] < grids["stability"]["groups"]
     assert proj["total_device_hours"] == pytest.approx(sum(d["device_hours"] for d in grids.values()), abs=0.02)
     grid = load_grid(REPO / "grids" / "stability.yaml")  # the same plan, made here with the same calibration
-    plan = make_plan(grid.trials, grid="stability", task_minutes=30.0,
+    plan = pack_tasks(grid.trials, grid="stability", task_minutes=30.0,
                      cost=CostModel.for_platform("cpu", read_calibration(Path(cal_file))))
     assert grids["stability"]["device_hours"] == pytest.approx(sum(t.est_s for t in plan.tasks) / 3600, abs=0.01)
     assert proj["meets_goal"] is None and "a CPU total says nothing about it" in text

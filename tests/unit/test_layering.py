@@ -55,7 +55,7 @@ def test_launch_imports_pc_only_inside_the_task():
 
 def test_the_checker_sees_a_forbidden_import(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("import os\nfrom launch.plan import make_plan\n\ndef f():\n    import pc.trials\n")
+    module.write_text("import os\nfrom launch.plan import pack_tasks\n\ndef f():\n    import pc.trials\n")
     assert project_imports(module) == [(2, "launch", False), (5, "pc", True)]
 
 

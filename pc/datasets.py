@@ -10,7 +10,7 @@ once, in dataset order; the training shuffles the *order of the batches* per tri
         `data.normalize=false` keeps x/255 in [0, 1], as the state-initialisation study's ToTensor did);
         `data.train_subset=N` keeps the first N training images (a reduced slice; the test set stays whole)
 
-Command line: `python -m pc.data fetch fashion_mnist --to DIR` downloads the IDX files from the
+Command line: `python -m pc.datasets fetch fashion_mnist --to DIR` downloads the IDX files from the
 canonical source (needs network).
 """
 
@@ -194,7 +194,7 @@ def fetch(dataset: str, to: str | os.PathLike) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pc.data", description="Get the image datasets.")
+    parser = argparse.ArgumentParser(prog="python -m pc.datasets", description="Get the image datasets.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("fetch", help="download the IDX files of a dataset from its canonical source")
     p.add_argument("name", choices=sorted(SOURCES), help="dataset to download")

@@ -1,4 +1,4 @@
-"""launch.state's readers on literal inputs (fast tier): local job ids, marker files, log tails, shards that
+"""launch.trial_states's readers on literal inputs (fast tier): local job ids, marker files, log tails, shards that
 count as done, and scheduler commands that are missing, fail or hang. Real files and real processes."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from contracts.lock import process_start_time
 from contracts.paths import RunPaths
 from contracts.shard import write_shard
 from grids.grid import grid_from_mapping
-from launch.state import (
+from launch.trial_states import (
     Accounting,
     LocalMarker,
     LocalProcess,
