@@ -104,6 +104,13 @@ class TrialConfig:
     def trial_id(self) -> str:
         return trial_id(self.to_mapping())
 
+    def get(self, key: str) -> Any:
+        """The value of a dotted key, e.g. `cfg.get("train.h_lr")` (AttributeError for a key it does not have)."""
+        value: Any = self
+        for part in key.split("."):
+            value = getattr(value, part)
+        return value
+
     def replace(self, **dotted: Any) -> TrialConfig:
         """A copy with dotted keys set, e.g. `cfg.replace(**{"train.epochs": 1})`."""
         mapping = self.to_mapping()

@@ -19,7 +19,6 @@ from typing import Any
 from contracts.config import CHOICES, ConfigError, TrialConfig, check_single, field_types, set_dotted, valid_keys
 from contracts.labels import round12
 from grids.document import GridError
-from grids.sweep import _get
 
 KINDS = ("float", "int", "categorical")
 METRICS = ("accuracy_best", "accuracy")  # summary columns a study can optimise (per trial, from its shard)
@@ -355,7 +354,7 @@ def plan_studies(spec: SearchSpec, trials: Sequence[TrialConfig], ids: Sequence[
         raise _fail(source, "search", f"the sweep expands to {len(trials):,} study cells, more than the "
                                       f"{MAX_STUDIES:,} a search may hold; vary fewer keys in sweep: (each distinct "
                                       "config is one study)")
-    cells = [{k: _get(cfg, k) for k in keys} for cfg in trials]
+    cells = [{k: cfg.get(k) for k in keys} for cfg in trials]
     names = study_names(cells, ids)
     studies = tuple(Study(name=n, cell=c, base=cfg.to_mapping()) for n, c, cfg in zip(names, cells, trials))
     _check_values(spec, studies, source)

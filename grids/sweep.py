@@ -287,15 +287,9 @@ def count_trials(blocks: list[_Block], source: str) -> int:
     return total
 
 
-def _get(cfg: TrialConfig, key: str) -> Any:
-    obj: Any = cfg
-    for part in key.split("."):
-        obj = getattr(obj, part)
-    return obj
-
 
 def _excluded(cfg: TrialConfig, rules: list) -> bool:
-    return any(all(_canon(_get(cfg, k)) in vals for k, vals, _ in rule) for rule in rules)
+    return any(all(_canon(cfg.get(k)) in vals for k, vals, _ in rule) for rule in rules)
 
 
 # Keys validated one value at a time: `seed` and the per-trial knobs that become arrays with a

@@ -20,8 +20,6 @@ from contracts.paths import RunPaths
 from grids.grid import Grid
 from grids.search import SearchSpec
 
-STUDY_STATES = ("complete", "running", "failed", "waiting")
-
 
 @dataclass(frozen=True)
 class StudyProgress:
