@@ -75,7 +75,7 @@ def test_missing_image_data_is_refused_before_anything_is_submitted(run, tmp_pat
     assert not run.paths.slurm_dir.exists() and not run.paths.grid_yaml.exists()
 
 
-def _elapsed_s(job: str) -> int:
+def elapsed_s(job: str) -> int:
     out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%M"], capture_output=True, text=True, timeout=30).stdout
     parts = [int(p) for p in re.split("[:-]", out.strip())] if out.strip() else [0]
     seconds = 0
@@ -98,7 +98,7 @@ def test_task_hitting_its_time_limit_checkpoints_and_requeue_keeps_finished_tria
     log = run.paths.slurm_dir / f"{job}_0_log.out"
 
     wait_for(lambda: log.exists() and log.read_text().count("pcsweep: trial ") >= 1, 240, "the first finished trial")
-    limit_min = math.ceil((_elapsed_s(job) + 20) / 60)  # a limit 20-80 s away: USR2 now, kill at the limit
+    limit_min = math.ceil((elapsed_s(job) + 20) / 60)  # a limit 20-80 s away: USR2 now, kill at the limit
     subprocess.run(["scontrol", "update", f"JobId={job}", f"TimeLimit={limit_min}"], check=True, timeout=30)
 
     def requeued():
