@@ -118,10 +118,26 @@ def test_quick_cpu_run_says_loudly_it_ran_on_cpu_and_prints_the_sections_in_orde
     assert result["ok"] is True and result["cpu_run"] is True and result["platform"] == "cpu"
     assert stdout.count("CPU RUN (--allow-cpu): NO GPU WAS USED") == 2  # at the start and in the summary
     labels = [int(n) for n in re.findall(r"^==== (\d)\. ", stdout, re.M)]
-    assert labels == [1, 2, 3, 4, 5, 6, 7]
-    assert stdout.index("==== 7.") < stdout.index("==== summary ====")
+    assert labels == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert stdout.index("==== 8.") < stdout.index("==== summary ====")
     assert "PASS" in stdout and result["errors"] == {} and result["problems"] == []
-    assert set(result["seconds"]) == {"software", "precision", "calibration", "task", "parity", "memory", "projection"}
+    assert set(result["seconds"]) == {"software", "precision", "calibration", "task", "parity", "memory", "projection",
+                                      "search"}
+
+
+@pytest.mark.slow
+def test_section_8_measures_batched_search_against_the_optuna_loop_on_this_device(quick_run):
+    stdout, result, out = quick_run
+    sr, text = result["search"], section_text(stdout, 8)
+    assert sr["device"].startswith("cpu:") and (sr["budget"], sr["batch"]) == (32, 16)  # bench/search.py --quick
+    for key in ("ratio_wall", "warm_ratio_wall", "ratio_cpu", "warm_ratio_cpu", "ceiling_ratio", "ceiling_ratio_wall"):
+        assert sr[key] > 0, key
+    assert sr["group_wall_s_per_trial"] < sr["alone_wall_s_per_trial"]  # a batch is cheaper per trial, even on CPU
+    assert sr["meets_goal"] == (sr["warm_ratio_wall"] >= 10)
+    assert f"{sr['warm_ratio_wall']}x warm" in text and ("goal 10x" in text)
+    assert (out / "search" / "results.json").exists() and (out / "search" / "search_quality.png").exists()
+    if not sr["meets_goal"]:
+        assert any(w.startswith("section 8: batched search") for w in result["warnings"])
 
 
 @pytest.mark.slow
