@@ -3,5 +3,6 @@
 import sys
 
 from collect.cli import main
+from contracts.cli import run_command
 
-sys.exit(main())
+sys.exit(run_command("collect", main))

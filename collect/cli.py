@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from collect.pipeline import IncompleteError, RunFolderError, collect
 from collect.report import render
+from contracts.cli import root_path
 from contracts.lock import LockHeld
 from contracts.paths import RunFolderError as BadRunFolder
 from grids import GridError, resolve
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                "written then). Columns of summary.csv: docs/collect.md.")
     p.add_argument("grid", metavar="GRID",
                    help="grid name (the folder under --root), or a grid YAML file whose top-level `name` is used")
-    p.add_argument("--root", default=None,
+    p.add_argument("--root", type=root_path, default=None,
                    help="runs root holding <grid>/ (default: $PCSWEEP_ROOT, else ./runs)")
     p.add_argument("--rebuild", action="store_true",
                    help="ignore the previous collect and read every shard again (compacts results.h5); by default "

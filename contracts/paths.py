@@ -31,8 +31,19 @@ def check_grid_name(name: object, where: str = "grid name") -> str:
 
 
 def default_root() -> Path:
-    """`$PCSWEEP_ROOT` if set, else `./runs`."""
-    return Path(os.environ.get(ROOT_ENV, "runs"))
+    """`$PCSWEEP_ROOT` if set, else `./runs`.
+
+    Raises:
+        RunFolderError: `$PCSWEEP_ROOT` is set but empty or blank (`export PCSWEEP_ROOT=$UNSET`): it would mean
+            the current folder.
+    """
+    value = os.environ.get(ROOT_ENV)
+    if value is None:
+        return Path("runs")
+    if not value.strip():
+        raise RunFolderError(f"${ROOT_ENV} is set but empty (it would mean the current folder); unset it "
+                             f"(unset {ROOT_ENV}) or set it to the folder that holds the run folders")
+    return Path(value)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from contracts.cli import root_path
 from contracts.config import ConfigError
 from contracts.lock import LockHeld
 from contracts.paths import ROOT_ENV, RunFolderError, default_root
@@ -111,7 +112,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _root_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--root", type=Path, default=None,
+        "--root", type=root_path, default=None,
         help=f"run root holding one folder per grid (default: ${ROOT_ENV} if set, else ./runs)",
     )
 

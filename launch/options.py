@@ -17,7 +17,8 @@ DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize
 DEFAULT_CPUS = 4  # --cpus when not given: 4, lowered to the partition's largest node by the preflight
 # sbatch options that have their own flag, or that submitit itself must own.
 RESERVED_SBATCH = {
-    "time": "--time", "partition": "--partition", "gpus-per-node": "--gpus", "cpus-per-task": "--cpus",
+    "time": "--time", "partition": "--partition", "gpus-per-node": "--gpus", "gpus": "--gpus",
+    "cpus-per-task": "--cpus",
     "mem": "--mem", "account": "--account", "qos": "--qos", "constraint": "--constraint",
     "job-name": "(fixed to pcsweep-<grid>)", "array": "--max-parallel / --max-array-size",
     "output": "(submitit's log files)", "error": "(submitit's log files)", "signal": "(submitit's checkpoint signal)",
@@ -141,6 +142,22 @@ def _check_numbers(o: LaunchOptions) -> None:
             raise OptionsError(f"{flag}: got {value!r}; expected a finite number from {low:g} to {high:g}")
 
 
+def reserved_sbatch_key(key: str) -> tuple[str, str] | None:
+    """(reserved option, the flag that owns it) when sbatch could read `--KEY` as a reserved option, else None.
+
+    sbatch, like every getopt_long program, takes any unambiguous prefix of a long option (`--arr` is `--array`,
+    `--parti` is `--partition`), so a key that is the start of a reserved name is refused as that name; a prefix
+    that could mean several options is refused too (sbatch would reject it, or pick the reserved one).
+    """
+    name = key.replace("_", "-")
+    if name in RESERVED_SBATCH:
+        return name, RESERVED_SBATCH[name]
+    for reserved, owner in RESERVED_SBATCH.items():
+        if reserved.startswith(name):
+            return reserved, owner
+    return None
+
+
 def check_options(o: LaunchOptions) -> None:
     """Refuse contradictory, out-of-range or multi-line options, naming the flag to change."""
     if o.executor not in EXECUTORS:
@@ -161,6 +178,9 @@ def check_options(o: LaunchOptions) -> None:
         if not key or not key.replace("-", "").replace("_", "").isalnum() or not key.isascii():
             raise OptionsError(f"--sbatch {key}={value}: KEY must be an sbatch long option name, "
                                "e.g. gres or mail-type")
-        owner = RESERVED_SBATCH.get(key.replace("_", "-"))
-        if owner:
-            raise OptionsError(f"--sbatch {key}={value}: {key} is set by {owner}; use that instead")
+        reserved = reserved_sbatch_key(key)
+        if reserved is not None:
+            name, owner = reserved
+            reads = "" if name == key.replace("_", "-") else (
+                f" (sbatch may read --{key} as --{name}: it accepts any unambiguous prefix of an option)")
+            raise OptionsError(f"--sbatch {key}={value}: {name} is set by {owner}{reads}; use that instead")

@@ -61,6 +61,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from contracts.atomic import write_json_atomic
+from contracts.cli import root_path, run_command
 from contracts.config import ConfigError, TrialConfig, set_dotted, trial_id
 from contracts.failures import failure_reason
 from contracts.lock import process_start_time
@@ -657,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m launch.search_worker", description=main.__doc__)
     parser.add_argument("grid", metavar="GRID", help="a grid file with a search: section, or its name")
-    parser.add_argument("--root", default=None, help="run root (default: $PCSWEEP_ROOT or ./runs)")
+    parser.add_argument("--root", type=root_path, default=None, help="run root (default: $PCSWEEP_ROOT or ./runs)")
     parser.add_argument("--worker", type=int, default=0, help="this worker's index, >= 0 (the sampler seed and the "
                         "first study depend on it; default 0)")
     parser.add_argument("--max-rounds", type=int, default=None, help="ask at most this many batches in all")
@@ -685,4 +686,4 @@ __all__ = ["ASK_LOCK_GRACE_S", "ORPHAN_AFTER_S", "Owner", "StudyReport", "Worker
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("launch.search_worker", main))

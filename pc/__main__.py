@@ -2,6 +2,7 @@
 
 import sys
 
+from contracts.cli import run_command
 from pc.cli import main
 
-sys.exit(main())
+sys.exit(run_command("pc", main))

@@ -29,7 +29,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from contracts.calibration import (
     FOLDER,
@@ -41,6 +40,7 @@ from contracts.calibration import (
     train_batches,
     write_calibration,
 )
+from contracts.cli import root_path, run_command
 from contracts.config import TrialConfig
 from contracts.paths import default_root
 
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JAX platform to measure (sets JAX_PLATFORMS; default: jax's choice)")
     parser.add_argument("--quick", action="store_true",
                         help="two small two-moons shapes at groups 2 and 8 (< 1 min on an idle CPU)")
-    parser.add_argument("--root", type=Path, default=None, help="run root (default $PCSWEEP_ROOT or ./runs)")
+    parser.add_argument("--root", type=root_path, default=None, help="run root (default $PCSWEEP_ROOT or ./runs)")
     parser.add_argument("--shapes", nargs="+", metavar="DATASET:KIND:WIDTH",
                         help="shapes to measure instead of the defaults; DATASET may be 'constant' (in = h = out)")
     parser.add_argument("--groups", nargs="+", type=int, metavar="N", help="group sizes (default: cpu 2 32; "
@@ -358,4 +358,4 @@ def _platform_now() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("pc.calibrate", main))

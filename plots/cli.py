@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from contracts.cli import root_path
 from grids import GridError, GridRef, resolve
 from plots.registry import FIGURES, Outcome, make_combined, make_figures, select
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on its own, into its own folder; with two or more grids, state_init is also drawn once "
                         "with one panel per grid that has state-init rows (state-init-side-by-side-<dataset>, "
                         "into --out, else the first grid's figures folder)")
-    p.add_argument("--root", type=Path, default=None,
+    p.add_argument("--root", type=root_path, default=None,
                    help="run root holding <grid>/ folders (default: $PCSWEEP_ROOT or ./runs)")
     p.add_argument("--format", default="pdf,png",
                    help="comma-separated output formats among pdf, png (default: pdf,png)")

@@ -1,0 +1,96 @@
+"""What every `python -m ...` command of pcsweep shares at its edge: `--root` as a checked path, operating-system
+errors as one line, and a closed stdout.
+
+A command's `__main__` calls `run_command(prog, main)`. Inside, each command still turns its own errors (a bad grid
+file, a held lock) into one line; what reaches this layer is what no command can foresee on a shared cluster file
+system: a full disk, a read-only remount, a permission, a name too long, a file where a folder should be, a reader
+that closed the pipe (`status | head -1`). Each becomes one line naming the path, what the system said and what to
+do, with exit status 2 (130 for Ctrl-C); `PCSWEEP_DEBUG=1` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from contracts.paths import RunFolderError
+
+DEBUG_ENV = "PCSWEEP_DEBUG"
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+# errno -> what to do; the system's own words (os.strerror) come first in the line
+_FIXES = {
+    errno.ENOSPC: "free space on that file system, or point --root at another, and run again (finished work is kept)",
+    errno.EDQUOT: "you are over your disk quota there: free space or point --root elsewhere, and run again",
+    errno.EROFS: "that file system is read-only (often a remount after a fault): ask the admins, or use a writable "
+                 "--root",
+    errno.EACCES: "you may not use that path: check its owner and permissions (ls -ld), or use another --root",
+    errno.EPERM: "you may not use that path: check its owner and permissions (ls -ld), or use another --root",
+    errno.ENAMETOOLONG: "a name in that path is too long for the file system: use a shorter --root or grid name",
+    errno.ENOTDIR: "a file stands where a folder is expected (is --root a file?): move it away or use another "
+                   "--root",
+    errno.EISDIR: "a folder stands where a file is expected: move the folder away and run again",
+    errno.ENOENT: "it does not exist (deleted meanwhile?): check the path and run again",
+    errno.EIO: "the storage reported an I/O error: check the file system with the admins, then run again",
+}
+
+
+def debug() -> bool:
+    """Whether `$PCSWEEP_DEBUG` asks for tracebacks instead of one-line errors."""
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def os_error_line(error: OSError) -> str:
+    """`<path>: <strerror> (<ERRNO>); <what to do>` for an OSError (paths of both ends for a rename)."""
+    where = " -> ".join(str(p) for p in (error.filename, error.filename2) if p is not None) or "(no path given)"
+    code = error.errno
+    meaning = error.strerror or (os.strerror(code) if code else str(error))
+    name = errno.errorcode.get(code, "") if code else ""
+    fix = _FIXES.get(code, "check the path, its file system and its permissions, then run again")
+    return f"{where}: {meaning}{f' ({name})' if name else ''}; {fix}"
+
+
+def root_path(text: str) -> Path:
+    """argparse type of `--root`: an empty value is refused (Path('') would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("got an empty path (it would mean the current folder); give the folder "
+                                         "that holds the run folders, e.g. --root runs")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError(f"got {text!r}, which holds a NUL byte; give a plain path")
+    return Path(text)
+
+
+def _close_stdout_quietly() -> None:
+    """After a BrokenPipeError: point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def run_command(prog: str, main: Callable[[], int | None]) -> int:
+    """Run a command's `main` and return its exit status; the errors above become one line on stderr."""
+    try:
+        return main() or 0
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say, and no traceback
+        _close_stdout_quietly()
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RunFolderError as e:  # e.g. an empty $PCSWEEP_ROOT, found wherever the default root is first needed
+        if debug():
+            raise
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        if debug():
+            raise
+        print(f"{prog}: error: {os_error_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
