@@ -120,11 +120,16 @@ class ResultsWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.store.close()
-        if self.file.id.valid:
-            self.file.close()
-        if not self.in_place:
-            self.tmp.unlink(missing_ok=True)
+        try:
+            self.store.close()
+            if self.file.id.valid:
+                self.file.close()  # may raise again on a full disk: the tmp file still goes
+        except OSError:
+            if exc[0] is None:
+                raise
+        finally:
+            if not self.in_place:
+                self.tmp.unlink(missing_ok=True)
 
     def plan(self, infos: Iterable[ShardInfo], pending: Mapping[str, ShardInfo]) -> None:
         """Allocate one block per shape for the rows `pending` (trial id -> shard) will bring."""
@@ -167,11 +172,16 @@ class ResultsWriter:
                     rows = [i for i, t in enumerate(b.trial_ids) if t in wanted]
                     if rows:
                         plans.append(read_rows(info.path, fd, size, b, datasets, rows))
-                for p in plans:
-                    if p.offsets is not None:
-                        self.store.add_raw(p.copied, p.block.shape_key, provenance, fd, p.offsets, p.rows)
-                    elif p.data is not None:
-                        self.store.add(p.data, provenance)
+                try:
+                    for p in plans:
+                        if p.offsets is not None:
+                            self.store.add_raw(p.copied, p.block.shape_key, provenance, fd, p.offsets, p.rows)
+                        elif p.data is not None:
+                            self.store.add(p.data, provenance)
+                except OSError as e:  # raw pwrite into the results file: say which file (a full disk, ...)
+                    if e.filename is not None or e.errno is None:
+                        raise
+                    raise OSError(e.errno, e.strerror, str(self.final if self.in_place else self.tmp)) from e
             finally:
                 os.close(fd)
         return [p.copied for p in plans]

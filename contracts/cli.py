@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from contracts.paths import RunFolderError
 
@@ -40,6 +42,14 @@ _FIXES = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, `<prog>: error: <what>; see <prog> --help`, exit 2 (no usage
+    block: a script reading stderr, or a person in a scrolling job log, gets the reason in one line)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {' '.join(message.split())}; see {self.prog} --help\n")
+
+
 def debug() -> bool:
     """Whether `$PCSWEEP_DEBUG` asks for tracebacks instead of one-line errors."""
     return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
@@ -47,9 +57,15 @@ def debug() -> bool:
 
 def os_error_line(error: OSError) -> str:
     """`<path>: <strerror> (<ERRNO>); <what to do>` for an OSError (paths of both ends for a rename)."""
-    where = " -> ".join(str(p) for p in (error.filename, error.filename2) if p is not None) or "(no path given)"
+    where = " -> ".join(str(p) for p in (error.filename, error.filename2) if p is not None)
+    if not where:  # h5py: the HDF5 message holds the file name and the errno in its text
+        found = re.search(r"filename = '([^']+)'", str(error))
+        where = found.group(1) if found else "(no path given)"
     code = error.errno
-    meaning = error.strerror or (os.strerror(code) if code else str(error))
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    meaning = os.strerror(code) if code else " ".join((error.strerror or str(error)).split())
     name = errno.errorcode.get(code, "") if code else ""
     fix = _FIXES.get(code, "check the path, its file system and its permissions, then run again")
     return f"{where}: {meaning}{f' ({name})' if name else ''}; {fix}"

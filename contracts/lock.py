@@ -4,8 +4,9 @@
 The lock is a file created with O_CREAT|O_EXCL (atomic on local file systems and NFSv3+) holding the
 holder's host, pid, process start time and purpose. A lock whose holder is on this host and is no
 longer running (no such pid, or the pid was reused by a process that started at another time) is
-stale and is taken over; a lock held from another host is reported, never broken, with the command
-that clears it.
+stale and is taken over; so is a record still empty or unreadable a minute after the file was made (its
+writer died, or the disk filled before it could write). A lock held from another host is reported, never
+broken, with the command that clears it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+
+UNREADABLE_STALE_S = 60.0  # an empty or unreadable lock record older than this is a dead writer's
 
 
 class LockHeld(RuntimeError):
@@ -77,15 +80,27 @@ class RunLock:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self._record(), f)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self._record(), f)
+        except OSError as e:  # a full or read-only disk: leave no empty lock behind to block the next run
+            self.path.unlink(missing_ok=True)
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
         return True
 
+    def _age_s(self) -> float:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
     def _stale(self, holder: dict) -> bool:
+        """A holder on this host that is gone, or a record still empty or unreadable after UNREADABLE_STALE_S (a
+        live holder writes its record right after creating the file; a full disk or a kill leaves it empty)."""
         try:
             pid = int(holder["pid"])
         except (KeyError, TypeError, ValueError):
-            return False
+            return self._age_s() > UNREADABLE_STALE_S
         return is_running(str(holder.get("host", "")), pid, holder.get("start_time")) is False
 
     def acquire(self) -> None:
@@ -101,11 +116,16 @@ class RunLock:
                 self.path.unlink(missing_ok=True)
                 continue
             if time.monotonic() >= deadline:
+                if not holder or "pid" not in holder:  # may be a live holder writing its record: never advise removal
+                    raise LockHeld(
+                        f"{self.path}: the run folder is locked (a lock record {self._age_s():.0f} s old that cannot "
+                        f"be read yet); try again in a moment or wait with --wait S: a record still unreadable after "
+                        f"{UNREADABLE_STALE_S:.0f} s is taken over")
                 who = (f"{holder.get('purpose', '?')} by pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
-                       f"since {holder.get('created', '?')}") if holder else "an unreadable lock record"
+                       f"since {holder.get('created', '?')}")
                 raise LockHeld(
                     f"{self.path}: the run folder is locked ({who}); wait for it to finish (--wait S waits), or, "
-                    f"if no such process is running, remove {self.path}")
+                    f"if no such process is running on {holder.get('host', '?')}, remove {self.path}")
             time.sleep(self.poll_s)
 
     def release(self) -> None:

@@ -61,7 +61,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from contracts.atomic import write_json_atomic
-from contracts.cli import root_path, run_command
+from contracts.cli import OneLineParser, root_path, run_command
 from contracts.config import ConfigError, TrialConfig, set_dotted, trial_id
 from contracts.failures import failure_reason
 from contracts.lock import process_start_time
@@ -651,12 +651,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     studies through the run folder. Exit status: 0 when this worker has nothing left to ask, 2 for a bad argument
     or grid file (one line, nothing written).
     """
-    import argparse
 
     from grids import GridError, load_grid, resolve
     from launch.compat import store_grid
 
-    parser = argparse.ArgumentParser(prog="python -m launch.search_worker", description=main.__doc__)
+    parser = OneLineParser(prog="python -m launch.search_worker", description=main.__doc__)
     parser.add_argument("grid", metavar="GRID", help="a grid file with a search: section, or its name")
     parser.add_argument("--root", type=root_path, default=None, help="run root (default: $PCSWEEP_ROOT or ./runs)")
     parser.add_argument("--worker", type=int, default=0, help="this worker's index, >= 0 (the sampler seed and the "

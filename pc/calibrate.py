@@ -40,7 +40,7 @@ from contracts.calibration import (
     train_batches,
     write_calibration,
 )
-from contracts.cli import root_path, run_command
+from contracts.cli import OneLineParser, root_path, run_command
 from contracts.config import TrialConfig
 from contracts.paths import default_root
 
@@ -289,7 +289,7 @@ def render_table(cal: Calibration) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m pc.calibrate",
         description="Time the group program on representative shapes and group sizes and write "
                     f"ROOT/{FOLDER}/<device kind>.json, which `python -m launch` uses to size tasks and "

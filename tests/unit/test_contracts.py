@@ -16,7 +16,7 @@ import pytest
 from contracts.atomic import write_json_atomic
 from contracts.failures import failure_reason, read_failures, write_failure
 from contracts.labels import condition_label, optim_label, round12
-from contracts.lock import LockHeld, RunLock, is_running, process_start_time
+from contracts.lock import UNREADABLE_STALE_S, LockHeld, RunLock, is_running, process_start_time
 from contracts.paths import RunFolderError, RunPaths, check_grid_name
 
 
@@ -126,3 +126,26 @@ def test_atomic_json_leaves_no_temporary_file(tmp_path):
     write_json_atomic(target, {"b": 1, "a": [1]})
     assert json.loads(target.read_text()) == {"a": [1], "b": 1}
     assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+@pytest.mark.parametrize("record", ["", "{\"host\": \"node", "[1, 2]", "{}"], ids=["empty", "half", "list", "no-pid"])
+def test_an_unreadable_lock_record_is_judged_by_its_age(tmp_path, record):
+    """Young: perhaps a live holder still writing it, so refused without advice to delete it. Older than
+    UNREADABLE_STALE_S: its writer died (or the disk filled first), so it is taken over."""
+    lock = tmp_path / ".lock"
+    lock.write_text(record)
+    with pytest.raises(LockHeld, match=r"a lock record \d+ s old that cannot be read yet.*--wait S") as info:
+        RunLock(lock, "collect").acquire()
+    assert "remove" not in str(info.value) and lock.read_text() == record
+    old = time.time() - UNREADABLE_STALE_S - 5
+    os.utime(lock, (old, old))
+    with RunLock(lock, "collect"):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
+
+
+def test_a_lock_held_elsewhere_names_the_host_to_check_before_removing_it(tmp_path):
+    lock = tmp_path / ".lock"
+    lock.write_text(json.dumps({"host": "node7", "pid": 42, "start_time": "1", "purpose": "launch"}))
+    with pytest.raises(LockHeld, match=r"if no such process is running on node7, remove"):
+        RunLock(lock, "collect").acquire()
