@@ -92,7 +92,7 @@ def test_data_dir_from_environment(idx_dir, monkeypatch):
 
 def test_missing_files_name_where_it_looked_and_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.delenv("PCSWEEP_DATA", raising=False)
-    with pytest.raises(DataError, match=r"python -m pc\.data fetch mnist") as err:
+    with pytest.raises(DataError, match=r"python -m pc\.datasets fetch mnist") as err:
         load_data(DataConfig(dataset="mnist", batch_size=8), data_dir=tmp_path)
     message = str(err.value)
     assert str(tmp_path) in message and "/usr/share/datasets/mnist" in message
