@@ -14,6 +14,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -24,6 +25,9 @@ def _unknown_key(key: str, text: str) -> ConfigError:
     close = difflib.get_close_matches(key, valid_keys(), n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     return ConfigError(f"{key}: unknown key (override {text!r}); {hint}valid keys are {', '.join(valid_keys())}")
+
+
+MAX_VALUE_CHARS = 1000  # one value: a rate, a name; anything longer is a paste gone wrong
 
 
 def parse_overrides(texts: Sequence[str]) -> dict[str, Any]:
@@ -39,10 +43,15 @@ def parse_overrides(texts: Sequence[str]) -> dict[str, Any]:
             raise _unknown_key(key, text)
         if not raw.strip():
             raise ConfigError(f"{where}: empty value; write e.g. {key}=null for None")
+        if len(raw) > MAX_VALUE_CHARS or raw.count("[") + raw.count("{") > 1:
+            raise ConfigError(f"{where[:80]}...: expected a single value for {key} (a number, a word, true/false "
+                              f"or null), not a list, a mapping or {MAX_VALUE_CHARS}+ characters")
         try:
             value = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={raw}"]), resolve=False)["value"]
-        except (OmegaConfBaseException, ValueError) as e:
-            raise ConfigError(f"{where}: cannot parse the value ({str(e).splitlines()[0]})") from e
+        except (OmegaConfBaseException, ValueError, yaml.YAMLError, RecursionError) as e:
+            first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise ConfigError(f"{where}: cannot parse the value ({first}); write a plain value, e.g. "
+                              f"{key}=1 (YAML tags such as !!python/... and aliases are not read)") from e
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: got {value!r}; expected a single value for {key}")
         if key in out and out[key] != value:

@@ -82,6 +82,13 @@ GRID_FILES = [
     ("override_bad_type", GOOD, ["model.width=wide"], ["model.width", "'wide'"]),
     ("override_twice", GOOD, ["train.epochs=1", "train.epochs=2"], ["train.epochs", "twice"]),
     ("override_interpolation", GOOD, ["data.dataset=${oc.env:HOME}"], ["data.dataset", "interpolation"]),
+    ("override_yaml_tag", GOOD, ["train.epochs=!!python/object:os.system x"], ["train.epochs", "YAML tags"]),
+    ("override_unclosed_list", GOOD, ["train.epochs=[1,2"], ["train.epochs", "cannot parse"]),
+    ("override_unclosed_map", GOOD, ["train.epochs={a: 1"], ["train.epochs", "cannot parse"]),
+    ("override_alias", GOOD, ["train.epochs=*a"], ["train.epochs", "undefined alias"]),
+    ("override_binary", GOOD, ["train.epochs=!!binary abc"], ["train.epochs", "base64"]),
+    ("override_deep_nesting", GOOD, ["train.epochs=" + "[" * 200 + "]" * 200], ["train.epochs", "single value"]),
+    ("override_long_value", GOOD, ["model.activation=" + "x" * 5000], ["model.activation", "1000+ characters"]),
 ]
 
 
