@@ -17,11 +17,12 @@ from collect.results import ResultsWriter
 from collect.shards import set_aside
 from collect.summary import Parts
 from contracts.paths import RunPaths
-from contracts.shard import ShardError
+from contracts.shard import ShardError, ShardUnreadable
 
 
-def probe_shards(paths: RunPaths, names: Iterable[str]) -> list[ShardInfo]:
-    """Validate shards by name; bad ones are moved to shards/bad/ (and left out)."""
+def probe_shards(paths: RunPaths, names: Iterable[str], notes: list[str] | None = None) -> list[ShardInfo]:
+    """Validate shards by name; bad ones are moved to shards/bad/ (and left out); ones this user may not read are
+    left in place and named in `notes` (a permission says nothing about the shard)."""
     infos = []
     for name in sorted(names):
         path = paths.shards_dir / name
@@ -29,6 +30,9 @@ def probe_shards(paths: RunPaths, names: Iterable[str]) -> list[ShardInfo]:
             infos.append(probe(path, paths.grid))
         except FileNotFoundError:
             continue  # deleted or renamed since it was listed
+        except ShardUnreadable as e:
+            if notes is not None:
+                notes.append(str(e))
         except ShardError as e:
             set_aside(paths, path, str(e))
     return infos

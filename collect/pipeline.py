@@ -61,7 +61,7 @@ def _merge(paths: RunPaths, previous: State | None, notes: list[str], progress: 
     state.shards = {n: e for n, e in state.shards.items() if n in on_disk}  # vanished shards: trials stay
     todo = [n for n, (size, mtime) in sorted(on_disk.items())
             if n not in state.shards or (state.shards[n].size, state.shards[n].mtime_ns) != (size, mtime)]
-    infos = probe_shards(paths, todo)
+    infos = probe_shards(paths, todo, notes)
     state.shards = {n: e for n, e in state.shards.items() if (paths.shards_dir / n).exists()}
     pending = winners(infos, state.kept, set())
     if incremental and not pending:

@@ -22,6 +22,7 @@ from contracts.shard import (
     ShapeKey,
     Shard,
     ShardError,
+    check_shard_file,
     open_shard,
     read_attr,
 )
@@ -112,7 +113,7 @@ def probe(path: Path, grid: str = "") -> ShardInfo:
         ShardError: not HDF5, truncated, partial (no `complete`), wrong schema or version, another
             grid's, no blocks, or energies with fewer than 2 inference steps (no t = T-1).
     """
-    st = path.stat()
+    st = check_shard_file(path)
     try:
         fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY)
     except (OSError, ValueError, RuntimeError) as e:

@@ -24,6 +24,8 @@ and `read_block` below.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +48,30 @@ MAX_TRIAL_ID = 64  # longest trial id a shard or results file takes (real ids ar
 
 class ShardError(ValueError):
     """A shard that is not a complete, valid result (names the file and the reason)."""
+
+
+class ShardUnreadable(ShardError):
+    """A shard this user may not read (permission): evidence of nothing, so it is left where it is, not set aside
+    as corrupt."""
+
+
+def check_shard_file(path: str | os.PathLike) -> os.stat_result:
+    """Before opening a shard: it must be a regular file (a FIFO would block the open forever) that this user may
+    read. Returns its stat.
+
+    Raises:
+        FileNotFoundError: it is gone.
+        ShardUnreadable: permission denied.
+        ShardError: a FIFO, device, socket or folder.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ShardError(f"{path}: not a regular file (a FIFO, device, socket or folder); move it out of shards/")
+    if not os.access(path, os.R_OK):
+        raise ShardUnreadable(f"{path}: cannot be read by this user (permission denied; owner uid {st.st_uid}, "
+                              f"mode {stat.S_IMODE(st.st_mode):o}): left in place; make it readable "
+                              f"(chmod a+r) and collect again")
+    return st
 
 
 @dataclass

@@ -17,6 +17,7 @@ from contracts.shard.layout import (
     BlockInfo,
     ShardError,
     TrialResult,
+    check_shard_file,
     decode_attr,
     read_attr,
 )
@@ -112,6 +113,10 @@ def open_shard(shard_path: str | os.PathLike) -> Shard:
     malformed (see `check_blocks`). Reads no arrays.
     """
     shard_path = Path(shard_path)
+    try:
+        check_shard_file(shard_path)
+    except FileNotFoundError:
+        pass  # the open below reports it as a ShardError, as for any file HDF5 cannot open
     try:
         f = h5py.File(shard_path, "r")
     except (OSError, ValueError) as e:

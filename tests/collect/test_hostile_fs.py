@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -120,13 +121,13 @@ def test_a_read_only_remount_is_one_line_and_nothing_blocks_after_it_is_writable
 
 
 @ROOT_ONLY
-def test_a_user_without_permission_gets_one_line_naming_the_path(tmp_path):
-    tmp_path.chmod(0o755)
-    paths = populate(tmp_path / "runs")
-    for p in [tmp_path / "runs", *tmp_path.joinpath("runs").rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    one_line(cli("collect", GRID, "--root", str(paths.root), "--no-progress", user="nobody"),
-             "Permission denied (EACCES)", "permissions")
+def test_a_user_without_permission_gets_one_line_naming_the_path(world_dir):
+    paths = populate(world_dir / "runs")
+    for p in [paths.root, *paths.root.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)  # readable by all, writable by root only
+    err = one_line(cli("collect", GRID, "--root", str(paths.root), "--no-progress", user="nobody"),
+                   "Permission denied (EACCES)", "permissions")
+    assert f"error: {paths.lock}: " in err  # the first file it must write
     collect_ok(paths.root)  # the owner's collect is not blocked by what the refused one left
 
 
@@ -157,3 +158,48 @@ def test_a_closed_pipe_ends_the_command_without_a_traceback(tmp_path, argv):
     finally:
         os.close(write_end)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
+def test_a_fifo_among_the_shards_blocks_no_command(tmp_path):
+    """Opening a FIFO for reading waits for a writer forever: status (which a relaunch shares to find done
+    trials) and collect check the file type first. Status names the FIFO; collect merges the real shard."""
+    paths = populate(tmp_path / "runs")
+    os.mkfifo(paths.shards_dir / "stuck.h5")
+    status = cli("launch", "status", GRID, "--root", str(paths.root))
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    assert "stuck.h5: not a regular file" in status.stdout + status.stderr
+    collect_ok(paths.root)
+    assert not (paths.shards_dir / "stuck.h5").exists() or stat_is_fifo(paths.shards_dir / "stuck.h5")
+
+
+def stat_is_fifo(path: Path) -> bool:
+    import stat
+    return stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
+@pytest.fixture
+def world_dir():
+    """A folder every user can reach (pytest's tmp_path sits under 0700 folders that user nobody cannot enter)."""
+    folder = Path(tempfile.mkdtemp(prefix="pcsweep-hostile-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@ROOT_ONLY
+def test_a_shard_this_user_may_not_read_is_left_in_place_not_called_corrupt(world_dir):
+    paths = populate(world_dir / "runs", n=4)
+    hidden = [synthetic_trial(s, E=20, B=8, T=8) for s in (21, 22)]
+    write_shard(paths.shard("s2"), hidden, grid=GRID, task_key="s2", attrs={"created": "2026-01-01T00:00:00+00:00"})
+    for p in [paths.root, *paths.root.rglob("*")]:
+        os.chown(p, 65534, 65534)
+    os.chown(paths.shard("s2"), 0, 0)
+    paths.shard("s2").chmod(0o600)
+    r = cli("collect", GRID, "--root", str(paths.root), "--no-progress", "--json", user="nobody")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    report = json.loads(r.stdout)
+    assert report["complete"] == 4
+    assert any("s2.h5: cannot be read by this user (permission denied" in n for n in report["notes"]), report["notes"]
+    assert paths.shard("s2").exists() and not paths.bad_shards_dir.exists()

@@ -252,8 +252,8 @@ def _rewrite_after_probe(monkeypatch, run, name: str) -> list[int]:
     real = pipeline.probe_shards
     calls: list[int] = []
 
-    def probe_then_rewrite(paths, names):
-        infos = real(paths, names)
+    def probe_then_rewrite(paths, names, notes=None):
+        infos = real(paths, names, notes)
         calls.append(len(infos))
         run.touch_later(run.paths.shard(name), seconds=10 * len(calls))
         return infos
