@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["collect", "CollectReport", "RunFolderError", "IncompleteError", "load_summary", "load_trial",
-           "load_arrays"]
+__all__ = ["collect", "CollectReport", "RunFolderError", "IncompleteError", "SummaryChanged", "load_summary",
+           "load_trial", "load_arrays"]
 
 _WHERE = {
     "collect": "collect.pipeline",
@@ -23,6 +23,7 @@ _WHERE = {
     "IncompleteError": "collect.pipeline",
     "CollectReport": "collect.report",
     "load_summary": "collect.load",
+    "SummaryChanged": "collect.load",
     "load_trial": "collect.load",
     "load_arrays": "collect.load",
 }

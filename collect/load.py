@@ -6,6 +6,7 @@ trial id -> (block, row) from the `trial_id` columns, and read only the rows ask
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -107,10 +108,44 @@ class ResultsFile:
         return {tid: got[tid] for tid in trial_ids}
 
 
+class SummaryChanged(ValueError):
+    """summary.csv is not the file collect wrote: cut short (a full disk, an interrupted copy) or edited."""
+
+
+def check_summary(paths: RunPaths) -> str | None:
+    """Refuse a summary.csv that is empty or ends mid-line; a note when its size differs from what the last collect
+    recorded (cut at a line end, or edited: the two cannot be told apart), else None.
+
+    pandas reads a table cut at any byte without complaint (the rows before the cut, a last row padded with
+    NaN), so a truncated file would draw figures from part of the trials.
+    """
+    fix = f"rerun `python -m collect {paths.grid} --root {paths.root} --rebuild` to rewrite it"
+    with open(paths.summary, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(size - 1)
+        if not size or f.read(1) != b"\n":
+            raise SummaryChanged(f"{paths.summary}: {'empty' if not size else 'ends mid-line'} (truncated: a full "
+                                 f"disk or a copy cut short?); {fix}")
+    try:
+        recorded = json.loads(paths.collect_state.read_text(encoding="utf-8")).get("summary")
+    except (OSError, ValueError, AttributeError):
+        return None  # no state (a copied summary alone, an old collect): the last-line check is all there is
+    if isinstance(recorded, list) and recorded and recorded[0] != size:
+        return (f"{paths.summary}: {size} bytes, but the last collect wrote {recorded[0]}: cut short or edited "
+                f"since; if you did not edit it, {fix}")
+    return None
+
+
 def load_summary(grid: str, root: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The summary table (one row per trial; columns in docs/collect.md) as a DataFrame."""
+    """The summary table (one row per trial; columns in docs/collect.md) as a DataFrame.
+
+    Raises:
+        SummaryChanged: the file is empty or ends mid-line (`check_summary`).
+    """
     paths = RunPaths.of(grid, root)
     _need(paths.summary, grid)
+    check_summary(paths)
     return read_table(paths.summary)
 
 

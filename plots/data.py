@@ -8,6 +8,7 @@ The only module of `plots` that opens files: the summary and the arrays through 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 import collect
-from collect.load import read_results_arrays
+from collect.load import check_summary, read_results_arrays
 from collect.studies import Studies, read_studies
 from contracts.config import TrialConfig
 from contracts.labels import condition_label, optim_label, round12
@@ -185,7 +186,12 @@ def read_summary(paths: RunPaths, grid_arg: str) -> pd.DataFrame:
     """collect's summary table of one run folder, normalised; SummaryError names the file and the fix."""
     rerun = f"run `python -m collect {grid_arg} --root {paths.root}` again"
     try:
+        note = check_summary(paths) if paths.summary.is_file() else None
+        if note:
+            print(f"plots: warning: {note}", file=sys.stderr)
         table = collect.load_summary(paths.grid, paths.root)
+    except collect.SummaryChanged as e:
+        raise SummaryError(str(e)) from e
     except KeyError as e:  # read_table sorts by trial_id
         raise SummaryError(f"{paths.summary}: no column {e.args[0]}; not written by this pcsweep's collect: "
                            f"{rerun}") from e

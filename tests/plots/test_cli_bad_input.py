@@ -53,7 +53,19 @@ def _bp_only(root: Path, tmp: Path) -> str:
     return "bponly"
 
 
+def _cut_summary(root: Path, tmp: Path, at_line_end: bool) -> str:
+    """The collected mini run with summary.csv cut short: mid-line, or after a whole line (then only the size
+    collect recorded in .collect_state.json can tell)."""
+    paths = RunPaths.of("mini", root)
+    text = paths.summary.read_bytes()
+    cut = text.rfind(b"\n", 0, len(text) // 2) + 1 if at_line_end else len(text) // 2
+    paths.summary.write_bytes(text[:cut])
+    return "mini"
+
+
 CASES = [
+    Case("summary-cut-mid-line", lambda r, t: [_cut_summary(r, t, False), "--root", str(r)], 2,
+         ("mini/summary.csv", "ends mid-line", "--rebuild")),
     Case("no-grid", lambda r, t: [], 2, ("give at least one GRID",)),
     Case("unknown-figure", lambda r, t: ["mini", "--root", str(r), "--only", "nope"], 2,
          ("--only nope", "available: energy_per_t")),
@@ -125,3 +137,16 @@ def test_bad_input_is_one_line_with_the_fix_and_writes_nothing(case: Case, priva
         assert text.replace("{tmp}", str(inputs)) in lines[0], (text, lines[0])
     assert _files(tmp_path) == before  # no figure, no folder content, no tmp file
     assert not any(p.name == "figures" for p in tmp_path.rglob("*"))
+
+
+def test_a_summary_cut_at_a_line_end_draws_with_a_warning_naming_the_sizes(private_root: Path, tmp_path: Path):
+    """Cut after a whole line, the table parses; only the size collect recorded tells it from the whole file (or
+    from an edit, which cannot be told apart): the figures are drawn and stderr says so, with the fix."""
+    _cut_summary(private_root, tmp_path, True)
+    proc = subprocess.run([sys.executable, "-m", "plots", "mini", "--root", str(private_root), "--only",
+                           "coverage"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("plots: warning: ")]
+    assert len(warning) == 1 and "mini/summary.csv" in warning[0] and "but the last collect wrote" in warning[0]
+    assert "--rebuild" in warning[0]

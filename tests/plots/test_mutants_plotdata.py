@@ -290,18 +290,20 @@ def test_no_summary_names_the_collect_call(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, says", [
-    ("", r"not a summary table \(EmptyDataError: No columns to parse from file\); run "),
+    ("", r"empty \(truncated: a full disk or a copy cut short\?\); rerun "),
+    ("trial_id,accuracy\nab,0.5", r"ends mid-line \(truncated: a full disk or a copy cut short\?\); rerun "),
     ("a,b\n1,2\n", r"no column trial_id; not written by this pcsweep's collect: run "),
     ("trial_id,accuracy\nab,0.5\n", r"no column data.dataset, model.kind, model.width, model.activation, "
      r"train.h_lr, train.w_optimizer, train.w_momentum; not written by this pcsweep's collect: run "),
     ('trial_id,x\n"ab,1\n', r"not a summary table \(ParserError: "),
-], ids=["empty", "foreign", "partial", "unparseable"])
+], ids=["empty", "cut-mid-line", "foreign", "partial", "unparseable"])
 def test_a_summary_that_is_not_collects_is_named_with_the_fix(tmp_path: Path, text: str, says: str) -> None:
     paths = RunPaths.of("study", tmp_path)
     paths.folder.mkdir()
     paths.summary.write_text(text)
+    tail = " --rebuild` to rewrite it" if "truncated" in says else "` again"
     with pytest.raises(data.SummaryError, match=rf"^{paths.summary}: {says}.*`python -m collect study --root "
-                       rf"{tmp_path}` again$"):
+                       rf"{tmp_path}{tail}$"):
         data.Inputs.load("study", tmp_path)
 
 
