@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from collect.probe import ShardInfo
+from collect.probe import ShardInfo, submission_order
 from contracts.atomic import tmp_path
 from contracts.paths import RunPaths
 
@@ -31,9 +31,9 @@ class Kept(NamedTuple):
     status: str
 
     @property
-    def key(self) -> tuple[str, int, str]:
+    def key(self) -> tuple[tuple[str, int], str, int, str]:
         """Comparable with `ShardInfo.key`: a copy at least as new is not merged again."""
-        return (self.created, self.mtime_ns, self.shard)
+        return (submission_order(self.shard), self.created, self.mtime_ns, self.shard)
 
 
 @dataclass(frozen=True)

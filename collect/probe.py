@@ -8,6 +8,7 @@ are copied, through `open_probed`, which also notices a shard replaced since its
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,19 @@ from contracts.shard import (
     read_attr,
 )
 
+_STAMP = re.compile(r"^(\d{8}T\d{6}Z)(?:-(\d{1,3}))?-")
+
+
+def submission_order(shard_name: str) -> tuple[str, int]:
+    """The launch stamp a task's shard name starts with (`<stamp>[-n]-<task key>...`), as a sortable pair.
+
+    Stamps come from one clock, the launching login node's, in launch order, so a `--force` rerun's shards beat
+    the first run's even when a compute node's clock ran ahead (its `created` would otherwise win forever).
+    A name without a stamp (`python -m pc --out`, search parts) sorts before every launch: ("", 0).
+    """
+    found = _STAMP.match(shard_name)
+    return (found.group(1), int(found.group(2) or 1)) if found else ("", 0)
+
 
 @dataclass(frozen=True)
 class ShardInfo:
@@ -43,9 +57,10 @@ class ShardInfo:
     blocks: tuple[BlockInfo, ...] = ()
 
     @property
-    def key(self) -> tuple[str, int, str]:
-        """Newest wins: by `created`, then file mtime, then name (so ties are deterministic)."""
-        return (self.created, self.mtime_ns, self.name)
+    def key(self) -> tuple[tuple[str, int], str, int, str]:
+        """Newest wins: by the submission that wrote it (`submission_order`), then `created`, file mtime and name
+        (so ties are deterministic)."""
+        return (submission_order(self.name), self.created, self.mtime_ns, self.name)
 
     @property
     def provenance(self) -> tuple[str, str, str, str]:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from contracts.config import trial_id
 from contracts.shard import ARRAY_NAMES, Block, BlockInfo, ShardError, read_block
 
 
@@ -123,6 +124,16 @@ def _last_values(fd: int, src: Mapping[str, int], shapes: Mapping[str, tuple[int
     return last
 
 
+def check_ids(trial_ids: Sequence[str], parsed: Sequence[Mapping[str, Any]], where: str) -> None:
+    """Each row's id must be the hash of its stored config: a shard whose rows carry each other's ids (or an edited
+    config) would give a trial another trial's config in the results. ShardError names the first bad row."""
+    for tid, config in zip(trial_ids, parsed):
+        digest = trial_id(config)
+        if digest != tid:
+            raise ShardError(f"{where}: trial {tid}: its stored config hashes to {digest}, not to its id (rows mixed "
+                             "up or a config edited); the shard is not used: rerun its task")
+
+
 def read_rows(path: Path, fd: int, size: int, b: BlockInfo, datasets: Mapping[str, Any], rows: list[int]) -> RowPlan:
     """What the writer needs of `rows` of block `b` of the open shard `path` (`fd`: it, opened read-only).
 
@@ -136,9 +147,12 @@ def read_rows(path: Path, fd: int, size: int, b: BlockInfo, datasets: Mapping[st
         row_bytes = {a: 4 * int(np.prod(shapes[a], dtype=np.int64)) for a in ARRAY_NAMES}
         if not all(o is not None and o + len(b) * row_bytes[a] <= size for a, o in src.items()):
             block = read_block(datasets, b, rows)
-            return RowPlan(b, rows, Copied.of(block, where), None, block)
+            copied_block = Copied.of(block, where)
+            check_ids(copied_block.trial_ids, copied_block.parsed, where)
+            return RowPlan(b, rows, copied_block, None, block)
         small = read_block(datasets, b, rows, arrays=False)
         parsed = parse_configs(small.configs, small.trial_ids, where)
+        check_ids(small.trial_ids, parsed, where)
         acc = _pread_rows(fd, src["test_accuracy"], row_bytes["test_accuracy"], rows, 0,
                           row_bytes["test_accuracy"], shapes["test_accuracy"])
         last = _last_values(fd, src, shapes, row_bytes, rows)
