@@ -81,6 +81,32 @@ def root_path(text: str) -> Path:
     return Path(text)
 
 
+def writable_file_target(path: str | os.PathLike, flag: str) -> str | None:
+    """Why a file cannot be written at `path`, or None: checked before long work, so that a bad `--out` does not
+    throw away an hour of training at the end. The first existing ancestor must be a folder this user may write
+    to on a writable file system; `path` itself, if it exists, must be a file."""
+    target = Path(path)
+    if not str(path).strip():
+        return f"{flag}: got an empty path; give a file name, e.g. {flag} trial.h5"
+    if target.is_dir():
+        return f"{flag} {target}: is a folder; give a file name inside it, e.g. {target / 'trial.h5'}"
+    folder = target.parent
+    while not folder.exists():
+        if folder == folder.parent:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{flag} {target}: {folder} is a file, not a folder; choose another path"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        why = "is on a read-only file system" if read_only else "is not writable by this user"
+        return f"{flag} {target}: {folder} {why}; choose another path"
+    return None
+
+
 def _close_stdout_quietly() -> None:
     """After a BrokenPipeError: point stdout at /dev/null so the interpreter's final flush does not raise again."""
     try:

@@ -29,6 +29,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from contracts.config import ConfigError, TrialConfig, static_key
@@ -150,6 +151,7 @@ class PcsweepTask:
             return self._summary(None)
         apply_task_environment(paths, None)
         configs = load_configs(paths, tuple(self.trial_ids))
+        from pc.backend import backend_problem, environment_problem
         from pc.record import RunRecord  # lazy, with pc.trials: pc is only ever imported inside a task
         from pc.trials import iter_trial_results  # lazy: imports jax, only ever inside a task
 
@@ -163,6 +165,13 @@ class PcsweepTask:
             meter.group(trial_ids)
 
         self._record = RunRecord()
+        problem = environment_problem() or backend_problem()
+        if problem:  # every trial fails with the reason, instead of a traceback and trials status calls "lost"
+            print(f"pcsweep: {problem}", file=sys.stderr, flush=True)
+            for cfg in configs:
+                self._failed.append(cfg.trial_id)
+                self._record_failure(paths, SimpleNamespace(trial_id=cfg.trial_id, error=problem, traceback=""))
+            configs = []
         for item in iter_trial_results(configs, progress=self.progress, on_epoch=meter.epoch, on_group=on_group,
                                        record=self._record):
             if isinstance(item, TrialResult):

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from contracts.cli import writable_file_target
 from contracts.config import ConfigError, TrialConfig, valid_keys
 from contracts.overrides import merge_config, parse_overrides
 from pc.trials import TrialFailure, iter_trial_results, provenance
@@ -81,13 +82,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"python -m pc: {e}", file=sys.stderr)
         return 2
+    unwritable = writable_file_target(args.out, "--out")
+    if unwritable:
+        print(f"python -m pc: {unwritable}", file=sys.stderr)
+        return 2
     from contracts.shard import write_shard  # h5py: only once the arguments are known good
+    from pc.backend import backend_problem, environment_problem
+
+    problem = environment_problem() or backend_problem()
+    if problem:
+        print(f"python -m pc: {problem}", file=sys.stderr)
+        return 2
 
     (result,) = list(iter_trial_results([cfg], data_dir=args.data_dir, progress=not args.no_progress))
     if isinstance(result, TrialFailure):
         print(f"python -m pc: trial {result.trial_id} failed: {result.error}", file=sys.stderr)
         return 1
-    path = write_shard(args.out, [result], attrs=provenance())
+    try:
+        path = write_shard(args.out, [result], attrs=provenance())
+    except OSError as e:  # the disk filled or went read-only while training: say which file
+        if e.filename is not None or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(args.out)) from e
     print("\n".join(summary_lines(result)))
     print(f"wrote {path}")
     return 0

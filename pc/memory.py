@@ -9,6 +9,7 @@ on a GPU yet).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -42,6 +43,18 @@ def live_bytes() -> int:
     return sum(a.nbytes for a in jax.live_arrays())
 
 
+def env_mem_gb() -> float:
+    """$PCSWEEP_GROUP_MEM_GB, checked (ValueError naming the variable): a finite number of GiB > 0."""
+    text = os.environ.get(MEM_ENV, "").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"${MEM_ENV}: got {os.environ.get(MEM_ENV)!r}; expected a number of GiB > 0, e.g. 8")
+    return value
+
+
 def memory_budget() -> float:
     """Bytes one group may use now.
 
@@ -50,8 +63,8 @@ def memory_budget() -> float:
     leftovers); on CPU, where jax reports no memory statistics, 4 GiB less the live jax arrays. Never
     below 0 (then every trial runs alone, see `pc.train.group_sizes`).
     """
-    if os.environ.get(MEM_ENV):
-        return float(os.environ[MEM_ENV]) * 2**30
+    if os.environ.get(MEM_ENV, "").strip():
+        return env_mem_gb() * 2**30
     import jax  # lazy, as above
 
     device = jax.devices()[0]

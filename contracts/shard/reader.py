@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -113,10 +114,8 @@ def open_shard(shard_path: str | os.PathLike) -> Shard:
     malformed (see `check_blocks`). Reads no arrays.
     """
     shard_path = Path(shard_path)
-    try:
+    with contextlib.suppress(FileNotFoundError):  # the open below reports it as a ShardError, as any bad file
         check_shard_file(shard_path)
-    except FileNotFoundError:
-        pass  # the open below reports it as a ShardError, as for any file HDF5 cannot open
     try:
         f = h5py.File(shard_path, "r")
     except (OSError, ValueError) as e:

@@ -144,3 +144,51 @@ def test_pc_and_launch_read_overrides_alike(tmp_path):
     grid = grid_from_mapping({"name": "x", "defaults": {"data": {"n_samples": 64}}},
                              overrides=["train.h_lr=1e-3", "data.resize=null"])
     assert cfg.train.h_lr == grid.trials[0].train.h_lr == 0.001
+
+
+def _out_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
+    (tmp / "a_file").write_text("x")
+    (tmp / "a_folder").mkdir()
+    return [("parent-is-a-file", str(tmp / "a_file" / "t.h5"), ["a_file is a file, not a folder"]),
+            ("out-is-a-folder", str(tmp / "a_folder"), ["is a folder", "trial.h5"]),
+            ("out-empty", "", ["--out: got an empty path"])]
+
+
+@pytest.mark.parametrize("case", ["parent-is-a-file", "out-is-a-folder", "out-empty"])
+def test_pc_checks_out_before_training(tmp_path, capsys, case, monkeypatch):
+    """A bad --out is refused before the trial trains (it used to fail after, throwing the result away)."""
+    import pc.cli
+    ((_, out, parts),) = [c for c in _out_cases(tmp_path) if c[0] == case]
+    monkeypatch.setattr(pc.cli, "iter_trial_results", lambda *a, **k: pytest.fail("trained before --out was checked"))
+    rc = pc_main(["data.n_samples=64", "data.batch_size=16", "--out", out, "--no-progress"])
+    _assert_refused(rc, capsys.readouterr().err, ["python -m pc: ", *parts], tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("platform", ["cuda", "gpu"])
+def test_pc_says_in_one_line_when_jax_cannot_start_the_platform(tmp_path, platform):
+    import os
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "pc", "data.n_samples=64", "data.batch_size=16", "--out",
+                        str(tmp_path / "t.h5"), "--no-progress"], cwd=repo, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "JAX_PLATFORMS": platform, "PYTHONPATH": str(repo)})
+    _assert_refused(r.returncode, r.stderr, ["JAX cannot start its backend", f"JAX_PLATFORMS='{platform}'",
+                                             "--platform cpu"], tmp_path / "nothing")
+    assert not (tmp_path / "t.h5").exists()
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("PCSWEEP_GROUP_MEM_GB", "abc", "expected a number of GiB > 0"),
+    ("PCSWEEP_GROUP_MEM_GB", "-1", "expected a number of GiB > 0"),
+    ("PCSWEEP_GROUP_MEM_GB", "nan", "expected a number of GiB > 0"),
+    ("PCSWEEP_MAX_GROUP", "0", "expected an integer >= 1"),
+    ("PCSWEEP_MAX_GROUP", "lots", "expected an integer >= 1"),
+    ("PCSWEEP_TRANSPOSED_W", "maybe", "expected one of auto, on, off"),
+])
+def test_a_bad_pcsweep_setting_is_named_before_training(tmp_path, capsys, monkeypatch, name, value, says):
+    import pc.cli
+    monkeypatch.setenv(name, value)
+    monkeypatch.setattr(pc.cli, "iter_trial_results", lambda *a, **k: pytest.fail("trained with a bad setting"))
+    rc = pc_main(["data.n_samples=64", "data.batch_size=16", "--out", str(tmp_path / "out" / "t.h5"), "--no-progress"])
+    _assert_refused(rc, capsys.readouterr().err, [f"${name}: got {value!r}", says], tmp_path / "out")

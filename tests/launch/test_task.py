@@ -98,3 +98,24 @@ def test_task_refuses_trial_ids_that_are_not_in_the_grid(run):
                                         r"\(first: feedfacefeedface\)"):
         PcsweepTask(str(paths.root), paths.grid, "k-bad", ("feedfacefeedface", moons[0]))()
     assert not paths.shard("k-bad").exists()
+
+
+def test_a_platform_jax_cannot_start_fails_every_trial_with_the_reason(run):
+    """--platform cuda on a machine without a GPU: each trial gets a failed/ record saying why (status then
+    shows them failed with that line, not "lost" with a traceback footer), and the task exits 1 in one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    paths, moons, _ = run
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "launch.task", "--root", str(paths.root), "--grid", paths.grid,
+                        "--task-key", "k-cuda", *moons], cwd=repo, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "JAX_PLATFORMS": "cuda", "PYTHONPATH": str(repo)})
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "JAX cannot start its backend" in r.stderr and f"{len(moons)} of {len(moons)} trial(s) raised" in r.stderr
+    for tid in moons:
+        record = json.loads(paths.failed(tid).read_text())
+        assert record["error"].startswith("JAX cannot start its backend (") and "--platform cpu" in record["error"]
+    assert not paths.shards_dir.exists() or not list(paths.shards_dir.glob("*.h5"))
