@@ -28,14 +28,13 @@ import dataclasses
 import hashlib
 import math
 import re
-import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from contracts.calibration import MIN_TRIAL_S, Calibration, Estimate, estimate, program_key
 from contracts.config import PER_TRIAL_KEYS, TrialConfig, static_key
 from grids.sweep import fast_trial_id
+from launch.scheduler_call import run_scheduler
 
 DEFAULT_TASK_MINUTES = 30.0
 # Effective FLOP/s of one task's batched training; rough, for sizing tasks only (measured:
@@ -397,14 +396,9 @@ def read_max_array_size(timeout_s: float = 10.0) -> int:
     Never hangs: `scontrol` gets `timeout_s`, and a missing command, an error or an unparsable
     answer all give the fallback.
     """
-    exe = shutil.which("scontrol")
-    if exe is None:
-        return MAX_ARRAY_SIZE_FALLBACK
-    try:
-        out = subprocess.run([exe, "show", "config"], capture_output=True, text=True, timeout=timeout_s, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return MAX_ARRAY_SIZE_FALLBACK
-    if out.returncode != 0:
+    out = run_scheduler(["scontrol", "show", "config"], timeout_s,
+                        f"MaxArraySize taken as SLURM's default, {MAX_ARRAY_SIZE_FALLBACK}")
+    if out is None or out.returncode != 0:
         return MAX_ARRAY_SIZE_FALLBACK
     match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", out.stdout, re.M)
     if not match or int(match.group(1)) < 1:

@@ -11,11 +11,10 @@ blocks a launch). The parsers take scontrol's literal text, so they are tested w
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass, field, replace
 
 from launch.options import DEFAULT_CPUS, LaunchOptions, OptionsError
+from launch.scheduler_call import run_scheduler
 
 SCONTROL_TIMEOUT_S = 15.0
 _FIELD_SPLIT = re.compile(r"\s+(?=[A-Za-z][\w/:.]*=)")  # values may hold spaces (OS=Linux 6.1 #1 SMP ...)
@@ -222,11 +221,8 @@ def _scontrol(*args: str, timeout_s: float) -> str | None:
     Raises:
         ControllerDown: scontrol ran and failed; the message is its last stderr line.
     """
-    if shutil.which("scontrol") is None:
-        return None
-    try:
-        r = subprocess.run(["scontrol", *args, "-o"], capture_output=True, text=True, timeout=timeout_s)
-    except (OSError, subprocess.TimeoutExpired):
+    r = run_scheduler(["scontrol", *args, "-o"], timeout_s, "the preflight is skipped")
+    if r is None:
         return None
     if r.returncode != 0:
         lines = [line.strip() for line in r.stderr.splitlines() if line.strip()]

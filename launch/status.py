@@ -23,6 +23,7 @@ from grids.launched import launched_trials
 from launch.manifest import ArrayRecord, array_records
 from launch.progress import TaskProgress, duration, grid_eta, read_progress
 from launch.reasons import explain
+from launch.scheduler_call import forget_unresponsive
 from launch.trial_states import Accounting, QueueEntry, done_trials, local_running, log_tail, sacct, squeue
 
 STATES = ("pending", "running", "done", "failed", "lost", "unknown")
@@ -345,6 +346,7 @@ def watch(grid: str, root: Path, interval_s: float = 10) -> None:
             if report.active == 0 and c["unknown"] == 0:
                 break
             time.sleep(interval_s)
+            forget_unresponsive()  # a watch outlives a slow minute of the controller: ask SLURM again each tick
             report = status_report(grid, root)
             if report.submitted != bar.total:
                 bar.total = max(report.submitted, 1)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from contracts.atomic import write_json_atomic
 from contracts.lock import is_running, process_start_time
 from contracts.paths import RunPaths
 from contracts.shard import ShardError, open_shard
+from launch.scheduler_call import run_scheduler
 
 SCHEDULER_TIMEOUT_S = 20.0
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"})
@@ -103,13 +102,8 @@ def done_trials(paths: RunPaths) -> tuple[dict[str, Path], list[str]]:
 
 def _run(cmd: list[str], timeout_s: float) -> str | None:
     """stdout of a scheduler command, or None if it is missing, fails or times out."""
-    if shutil.which(cmd[0]) is None:
-        return None
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return r.stdout if r.returncode == 0 else None
+    r = run_scheduler(cmd, timeout_s, "shown from the run folder's files alone")
+    return r.stdout if r is not None and r.returncode == 0 else None
 
 
 def squeue(grid: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> dict[str, QueueEntry] | None:

@@ -20,6 +20,7 @@ from contracts.lock import process_start_time
 from contracts.paths import RunPaths
 from contracts.shard import write_shard
 from grids.grid import grid_from_mapping
+from launch.scheduler_call import forget_unresponsive
 from launch.trial_states import (
     Accounting,
     LocalMarker,
@@ -208,6 +209,8 @@ def test_scheduler_commands_missing_failing_or_hanging_mean_no_answer(tmp_path, 
     assert time.monotonic() - t0 < 20
     _program(bin_dir, "sacct", "printf '7_0|TIMEOUT|0:0\\n7_1|CANCELLED by 1000|0:15\\n|FAILED|1:0\\n7_2||0:0\\n"
                                "7_3|FAILED|\\n7_4|COMPLETED\\n'")
+    assert sacct(["7"]) is None  # one command timed out in this process: SLURM is not asked again ...
+    forget_unresponsive()  # ... until this (status --watch does it each tick)
     assert sacct(["7"]) == {"7_0": Accounting("7_0", "TIMEOUT", "0:0"), "7_1": Accounting("7_1", "CANCELLED", "0:15"),
                             "7_2": Accounting("7_2", "", "0:0"), "7_3": Accounting("7_3", "FAILED", "")}
     _program(bin_dir, "squeue", "printf '1_0|RUNNING|None\\n 1_1|PENDING|Priority \\n\\n'")

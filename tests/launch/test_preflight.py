@@ -183,3 +183,27 @@ def test_a_scontrol_that_fails_refuses_the_launch_in_one_line(tmp_path, monkeypa
         require_fit(v)
     v, _ = preflight(opts(partition="gpu", preflight=False))  # --no-preflight never asks scontrol
     assert not v.refused and v.note == "--no-preflight"
+
+
+def test_a_scontrol_that_never_answers_is_announced_bounded_and_not_asked_again(tmp_path, monkeypatch, capsys):
+    """A stand-in scontrol that hangs (a stuck controller cannot be made on demand here): the wait is announced on
+    stderr with its bound, ends at the timeout with what is done without the answer, and the next SLURM question
+    of the same command returns at once instead of waiting again (a dry run sat silent for 40 s)."""
+    import time
+
+    from launch.plan import read_max_array_size
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text("#!/bin/sh\nexec sleep 60\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    t0 = time.monotonic()
+    v, _ = preflight(opts(partition="gpu"), timeout_s=3)
+    assert not v.checked and v.note == "scontrol did not answer" and 2.5 < time.monotonic() - t0 < 10
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["launch: waiting for `scontrol show partition -o` (SLURM is slow to answer; at most 3 s)",
+                   "launch: `scontrol show partition -o` did not answer in 3 s: the preflight is skipped; SLURM "
+                   "commands are not asked again by this command"]
+    t0 = time.monotonic()
+    assert read_max_array_size() == 1001 and time.monotonic() - t0 < 1
