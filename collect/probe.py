@@ -143,6 +143,11 @@ def probe(path: Path, grid: str = "") -> ShardInfo:
         raise ShardError(f"{path}: unreadable HDF5 metadata (truncated or corrupt; rerun its task): {e}") from e
     finally:
         fid.close()
+    declared = sum(4 * len(b.trial_ids) * int(np.prod(shape, dtype=np.int64)) for b in blocks for shape in b.shape_key)
+    if declared > st.st_size:  # pcsweep writes its float32 arrays whole and uncompressed: they fit in the file
+        raise ShardError(f"{path}: its blocks declare {declared:,} bytes of arrays in a file of {st.st_size:,} bytes "
+                         "(chunks never written, or compressed by another writer); reading it would allocate all "
+                         "of that: rerun its task")
     return ShardInfo(name=path.name, path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, created=created,
                      hostname=hostname, slurm_job_id=job, trial_ids=tuple(t for b in blocks for t in b.trial_ids),
                      blocks=tuple(blocks))

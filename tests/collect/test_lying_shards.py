@@ -11,7 +11,7 @@ from collect_cases import GRID, synthetic_trial
 
 import collect
 from collect.probe import submission_order
-from contracts.shard import write_shard
+from contracts.shard import ARRAY_NAMES
 
 
 def _swap_ids(path, i: int, j: int) -> None:
@@ -77,3 +77,23 @@ def test_a_later_launch_beats_a_shard_from_a_node_whose_clock_ran_ahead(run):
     assert rebuilt.complete == 1
     got = collect.load_arrays(GRID, "energy", [first.trial_id], root=run.root)[first.trial_id]
     np.testing.assert_array_equal(got, rerun.arrays["energy"])
+
+
+def test_a_small_shard_declaring_terabytes_is_set_aside_without_reading_it(run):
+    """Chunked datasets whose chunks were never written: a few KiB on disk, about 2 TB declared. collect used to
+    allocate it all and die, leaving a huge results file and its update marker; now the probe compares the declared
+    bytes with the file's size (pcsweep writes its float32 arrays whole) and sets the shard aside."""
+    real = synthetic_trial(1)
+    path = run.shard("s1", [real])
+    with h5py.File(path, "a") as f:
+        (block,) = [g for g in f["blocks"].values()]
+        for name in ARRAY_NAMES:  # every array with E = 10^6 epochs of B = 10^4 batches, consistently
+            shape = block[name].shape
+            huge = (shape[0], 10**6, *((10**4, *shape[3:]) if len(shape) > 2 else ()))
+            del block[name]
+            block.create_dataset(name, shape=huge, dtype="f4", chunks=(1, 1, *huge[2:]) if len(huge) > 2 else (1, 1))
+    assert path.stat().st_size < 10**6
+    run.manifest([real.trial_id])
+    r = collect.collect(GRID, run.root, progress=False)
+    assert r.complete == 0 and len(r.corrupt) == 1 and "bytes of arrays in a file of" in r.corrupt[0][1]
+    assert not run.paths.results.exists() or run.paths.results.stat().st_size < 10**7
