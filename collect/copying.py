@@ -7,6 +7,7 @@ of it is written, and its trials fall back to the next-newest valid copy, if any
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from tqdm import tqdm
@@ -20,14 +21,34 @@ from contracts.paths import RunPaths
 from contracts.shard import ShardError, ShardUnreadable
 
 
+def recorded_grid(paths: RunPaths) -> tuple[str, str | None]:
+    """The grid the run folder's own records name (its submission manifests, written at launch), and a note when
+    that is not the folder's name: a renamed run folder's shards are its own, not foreign."""
+    manifests = sorted(paths.submissions_dir.glob("*.json")) if paths.submissions_dir.is_dir() else []
+    for manifest in manifests:
+        try:
+            name = json.loads(manifest.read_text(encoding="utf-8")).get("grid")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(name, str) and name:
+            if name == paths.grid:
+                return name, None
+            return name, (f"{paths.folder}: its manifests name grid {name!r} (the folder was renamed?): shards of "
+                          f"{name!r} are taken as its own")
+    return paths.grid, None
+
+
 def probe_shards(paths: RunPaths, names: Iterable[str], notes: list[str] | None = None) -> list[ShardInfo]:
     """Validate shards by name; bad ones are moved to shards/bad/ (and left out); ones this user may not read are
     left in place and named in `notes` (a permission says nothing about the shard)."""
     infos = []
+    grid, renamed = recorded_grid(paths)
+    if renamed and notes is not None and renamed not in notes:
+        notes.append(renamed)
     for name in sorted(names):
         path = paths.shards_dir / name
         try:
-            infos.append(probe(path, paths.grid))
+            infos.append(probe(path, grid))
         except FileNotFoundError:
             continue  # deleted or renamed since it was listed
         except ShardUnreadable as e:

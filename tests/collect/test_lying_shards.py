@@ -11,7 +11,7 @@ from collect_cases import GRID, synthetic_trial
 
 import collect
 from collect.probe import submission_order
-from contracts.shard import ARRAY_NAMES
+from contracts.shard import ARRAY_NAMES, write_shard
 
 
 def _swap_ids(path, i: int, j: int) -> None:
@@ -97,3 +97,18 @@ def test_a_small_shard_declaring_terabytes_is_set_aside_without_reading_it(run):
     r = collect.collect(GRID, run.root, progress=False)
     assert r.complete == 0 and len(r.corrupt) == 1 and "bytes of arrays in a file of" in r.corrupt[0][1]
     assert not run.paths.results.exists() or run.paths.results.stat().st_size < 10**7
+
+
+def test_a_renamed_run_folder_keeps_its_shards_on_rebuild(run, tmp_path):
+    """The shards say grid 'g', the folder is now 'g2': its manifests (written at launch) name 'g', so the shards
+    are its own, not foreign; a shard of a truly other grid is still set aside."""
+    trials = [synthetic_trial(s) for s in (1, 2)]
+    run.shard("s1", trials)
+    run.manifest([t.trial_id for t in trials])
+    collect.collect(GRID, run.root, progress=False)
+    renamed = run.paths.folder.rename(run.root / "g2")
+    write_shard(renamed / "shards" / "other.h5", [synthetic_trial(5)], grid="elsewhere")
+    r = collect.collect("g2", run.root, rebuild=True, progress=False)
+    assert r.complete == 2 and not r.missing
+    assert any("its manifests name grid 'g' (the folder was renamed?)" in n for n in r.notes), r.notes
+    assert len(r.corrupt) == 1 and "a shard of grid 'elsewhere', not 'g'" in r.corrupt[0][1]
