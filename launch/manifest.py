@@ -115,7 +115,11 @@ def read_manifests(paths: RunPaths) -> list[dict[str, Any]]:
     if not paths.submissions_dir.is_dir():
         return manifests
     for path in sorted(paths.submissions_dir.glob("*.json")):
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}), so not a manifest pcsweep "
+                                "wrote: move it out of submissions/") from e
         if not text.strip():
             continue
         try:

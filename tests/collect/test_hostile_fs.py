@@ -220,3 +220,24 @@ def test_a_shard_this_user_may_not_read_is_left_in_place_not_called_corrupt(worl
     assert report["complete"] == 4
     assert any("s2.h5: cannot be read by this user (permission denied" in n for n in report["notes"]), report["notes"]
     assert paths.shard("s2").exists() and not paths.bad_shards_dir.exists()
+
+
+@pytest.mark.parametrize("folder_at", ["results.h5", "summary.csv"])
+def test_an_output_file_that_is_a_folder_is_one_line_and_the_next_collect_works(tmp_path, folder_at):
+    paths = populate(tmp_path / "runs")
+    (paths.folder / folder_at).mkdir()
+    one_line(cli("collect", GRID, "--root", str(paths.root), "--no-progress"),
+             f"{paths.folder / folder_at}: Is a directory (EISDIR)", "move the folder away")
+    assert not paths.lock.exists() and not [p for p in paths.folder.iterdir() if ".tmp." in p.name]
+    (paths.folder / folder_at).rmdir()
+    collect_ok(paths.root)
+
+
+def test_a_manifest_that_is_not_utf8_is_named_by_status_and_skipped_by_collect(tmp_path):
+    paths = populate(tmp_path / "runs")
+    bad = paths.submission("20260102T000000Z")
+    bad.write_bytes(b'\xff\xfe{"grid": "g"}')
+    one_line(cli("launch", "status", GRID, "--root", str(paths.root)), f"{bad}: not UTF-8 text", "move it out")
+    r = cli("collect", GRID, "--root", str(paths.root), "--no-progress", "--json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert any(str(bad) in n and "unreadable submission manifest" in n for n in json.loads(r.stdout)["notes"])
