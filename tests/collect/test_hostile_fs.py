@@ -241,3 +241,12 @@ def test_a_manifest_that_is_not_utf8_is_named_by_status_and_skipped_by_collect(t
     r = cli("collect", GRID, "--root", str(paths.root), "--no-progress", "--json")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert any(str(bad) in n and "unreadable submission manifest" in n for n in json.loads(r.stdout)["notes"])
+
+
+@pytest.mark.parametrize("argv", [("collect", GRID), ("launch", "status", GRID), ("plots", GRID),
+                                  ("launch", "grids/demo.yaml", "--executor", "local", "train.epochs=1")],
+                         ids=["collect", "status", "plots", "launch"])
+def test_a_root_with_a_name_too_long_is_one_line(tmp_path, argv):
+    root = tmp_path / ("x" * 300)
+    err = one_line(cli(*argv, "--root", str(root)), "File name too long (ENAMETOOLONG)", "shorter")
+    assert err.split(": ", 2)[2].startswith(str(root))
