@@ -84,7 +84,27 @@ class Submission:
             if self.failed_tasks:
                 lines.append(f"failed tasks: {', '.join(self.failed_tasks[:10])}; see "
                              f"{Path(self.root) / self.grid / 'failed'} and the logs")
+                full = disk_full_note(Path(self.root) / self.grid)
+                if full:
+                    lines.append(full)
         return "\n".join(lines)
+
+
+FULL_BELOW_BYTES = 1 << 20
+
+
+def disk_full_note(folder: Path) -> str | None:
+    """A line when the file system holding `folder` is (nearly) full: a task that failed there may have had no room
+    for its log or its failure record, so this is the one place the reason can still be said."""
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return None
+    if usage.free >= FULL_BELOW_BYTES:
+        return None
+    return (f"the file system holding {folder} is full ({usage.free:,} bytes free): the tasks may have failed for "
+            "that, with no room for their logs or failure records; free space and relaunch (finished trials are "
+            "kept)")
 
 
 def check_executor(options: LaunchOptions) -> None:

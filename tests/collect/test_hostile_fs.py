@@ -250,3 +250,23 @@ def test_a_root_with_a_name_too_long_is_one_line(tmp_path, argv):
     root = tmp_path / ("x" * 300)
     err = one_line(cli(*argv, "--root", str(root)), "File name too long (ENAMETOOLONG)", "shorter")
     assert err.split(": ", 2)[2].startswith(str(root))
+
+
+@ROOT_ONLY
+def test_a_local_launch_whose_tasks_failed_on_a_full_disk_says_the_disk_is_full(tmpfs, tmp_path):
+    """A task that fails on a full disk may leave no log and no failure record: the launch's summary is the last
+    place to say why, so it checks the run folder's file system when tasks failed."""
+    from launch.submit import Submission, disk_full_note
+
+    folder = tmpfs / "runs" / "g"
+    folder.mkdir(parents=True)
+    assert disk_full_note(folder) is None
+    fill(tmpfs, 0)
+    note = disk_full_note(folder)
+    assert note and note.startswith(f"the file system holding {folder} is full (") and "free space" in note
+    sub = Submission(grid="g", root=str(tmpfs / "runs"), executor="local", grid_trials=2, skipped={}, stamp="s",
+                     manifest="m", trials=2, tasks=1, failed_tasks=("s-t-1",))
+    assert sub.render().splitlines()[-1] == note
+    ok = Submission(grid="g", root=str(tmpfs / "runs"), executor="local", grid_trials=2, skipped={}, stamp="s",
+                    manifest="m", trials=2, tasks=1)
+    assert note not in ok.render()  # nothing failed: nothing to explain
