@@ -7,21 +7,13 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from collect.pipeline import IncompleteError, RunFolderError, collect
 from collect.report import render
-from contracts.cli import root_path
+from contracts.cli import OneLineParser, root_path
 from contracts.lock import LockHeld
 from contracts.paths import RunFolderError as BadRunFolder
 from grids import GridError, resolve
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line on stderr (exit 2), like every other error of this command."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
 
 
 def _seconds(text: str) -> float:
@@ -35,7 +27,7 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m collect",
         description="Merge a grid's shards (runs/<grid>/shards/*.h5) into runs/<grid>/results.h5 and "
                     "runs/<grid>/summary.csv, then report expected, complete, failed, missing, duplicate and "

@@ -16,9 +16,8 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from contracts.cli import root_path
+from contracts.cli import OneLineParser, root_path
 from contracts.config import ConfigError
 from contracts.lock import LockHeld
 from contracts.paths import ROOT_ENV, RunFolderError, default_root
@@ -57,14 +56,6 @@ KEY=VALUE overrides set a config key for every trial, before or after the option
 at the first KEY=VALUE (docs/launch-cli.md; grids/README.md).
 Run `python -m launch status --help` and `python -m launch cancel --help` for those commands.
 """
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with one-line errors: `error: <what>; see <prog> --help`, exit 2 (no usage block)."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
-        raise SystemExit(2)
 
 
 def _int_in(low: int, high: int):

@@ -12,9 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from contracts.cli import root_path
+from contracts.cli import OneLineParser, root_path
 from grids import GridError, GridRef, resolve
 from plots.registry import FIGURES, Outcome, make_combined, make_figures, select
 
@@ -27,15 +26,8 @@ class UsageError(Exception):
     """A bad argument: one line naming the option or file and the fix (exit 2)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (argparse's own prints the whole usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: {message}; see `{PROG} --help`\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog=PROG,
         description="Draw the figures of Section 5.1 (and grid coverage) from a collected run: reads only "
                     "runs/<grid>/summary.csv, runs/<grid>/results.h5 and, for coverage, the grid as launched "
