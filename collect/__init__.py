@@ -14,12 +14,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["collect", "CollectReport", "RunFolderError", "IncompleteError", "SummaryChanged", "load_summary",
+__all__ = ["collect", "CollectReport", "NoRunFolder", "IncompleteError", "SummaryChanged", "load_summary",
            "load_trial", "load_arrays"]
 
 _WHERE = {
     "collect": "collect.pipeline",
-    "RunFolderError": "collect.pipeline",
+    "NoRunFolder": "collect.pipeline",
     "IncompleteError": "collect.pipeline",
     "CollectReport": "collect.report",
     "load_summary": "collect.load",

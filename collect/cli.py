@@ -8,11 +8,11 @@ import math
 import sys
 from collections.abc import Sequence
 
-from collect.pipeline import IncompleteError, RunFolderError, collect
+from collect.pipeline import IncompleteError, NoRunFolder, collect
 from collect.report import render
 from contracts.cli import OneLineParser, root_path
 from contracts.lock import LockHeld
-from contracts.paths import RunFolderError as BadRunFolder
+from contracts.paths import RunFolderError
 from grids import GridError, resolve
 
 
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = collect(grid, args.root, rebuild=args.rebuild, strict=args.strict, progress=not args.no_progress,
                          wait_s=args.wait)
         status = 0
-    except (GridError, BadRunFolder, RunFolderError, LockHeld) as e:
+    except (GridError, RunFolderError, NoRunFolder, LockHeld) as e:
         print(f"collect: {e}", file=sys.stderr)
         return 2
     except IncompleteError as e:

@@ -26,7 +26,7 @@ from contracts.lock import RunLock
 from contracts.paths import RunPaths
 
 
-class RunFolderError(FileNotFoundError):
+class NoRunFolder(FileNotFoundError):
     """The run folder `<root>/<grid>` does not exist."""
 
 
@@ -111,14 +111,14 @@ def collect(grid: str, root: str | os.PathLike | None = None, *, rebuild: bool =
             or launch holds it.
     Raises:
         contracts.paths.RunFolderError: `grid` is not a safe folder name.
-        RunFolderError: `<root>/<grid>` does not exist.
+        NoRunFolder: `<root>/<grid>` does not exist.
         contracts.lock.LockHeld: the run folder stayed locked for `wait_s` seconds.
         IncompleteError: with strict=True, something is missing, failed or unexpected.
     """
     t0 = time.perf_counter()
     paths = RunPaths.of(grid, root)
     if not paths.folder.is_dir():
-        raise RunFolderError(f"{paths.folder}: no such run folder; launch the grid first, or pass --root "
+        raise NoRunFolder(f"{paths.folder}: no such run folder; launch the grid first, or pass --root "
                              f"(now {paths.root}) or set $PCSWEEP_ROOT to the folder holding '{grid}/'")
     notes: list[str] = []
     with RunLock(paths.lock, "collect", wait_s):

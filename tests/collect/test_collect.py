@@ -315,7 +315,7 @@ def test_empty_run_folder_and_missing_folder(run, tmp_path):
     r = collect.collect(GRID, run.root, progress=False)
     assert r.complete == 0 and r.expected is None and r.expected_source == "unknown"
     assert list(collect.load_summary(GRID, root=run.root).columns[:2]) == ["trial_id", "status"]
-    with pytest.raises(collect.RunFolderError, match="no such run folder"):
+    with pytest.raises(collect.NoRunFolder, match="no such run folder"):
         collect.collect("nope", run.root, progress=False)
 
 

@@ -182,7 +182,7 @@ def test_the_lock_is_not_left_behind_and_a_missing_folder_takes_none(run, tmp_pa
     run.shard("s1", [synthetic_trial(1)])
     collect.collect(GRID, run.root, progress=False)
     assert not run.paths.lock.exists()
-    with pytest.raises(collect.RunFolderError, match="no such run folder"):
+    with pytest.raises(collect.NoRunFolder, match="no such run folder"):
         collect.collect("absent", run.root, progress=False)
     assert not (run.root / "absent").exists()
     assert all(p.name != ".lock" for p in run.root.rglob("*"))

@@ -27,7 +27,7 @@ def _ids(run) -> list[str]:
 
 
 def test_a_missing_run_folder_names_the_folder_the_root_and_the_fix(run, tmp_path):
-    with pytest.raises(collect.RunFolderError, match=r"no such run folder") as info:
+    with pytest.raises(collect.NoRunFolder, match=r"no such run folder") as info:
         collect.collect("nope", tmp_path, progress=False)
     message = str(info.value)
     assert message.startswith(f"{tmp_path / 'nope'}: no such run folder; launch the grid first, or pass --root ")
