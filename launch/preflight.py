@@ -211,6 +211,11 @@ def check_request(partition: Partition, req: Request) -> list[str]:
     return problems
 
 
+# what scontrol says when the controller cannot be reached (then sbatch fails the same way)
+UNREACHABLE = re.compile(r"contact slurm controller|connection refused|connect failure|socket timed out|"
+                         r"zero bytes were transmitted", re.I)
+
+
 class ControllerDown(Exception):
     """scontrol is here but exited with an error (e.g. "Unable to contact slurm controller"): sbatch would fail too."""
 
@@ -219,14 +224,17 @@ def _scontrol(*args: str, timeout_s: float) -> str | None:
     """stdout of `scontrol ARGS -o`, or None when scontrol is missing, cannot start or times out.
 
     Raises:
-        ControllerDown: scontrol ran and failed; the message is its last stderr line.
+        ControllerDown: scontrol could not reach the controller; the message is its last stderr line. Any other
+            failure (a site that hides partitions, ...) gives None: the check is skipped.
     """
     r = run_scheduler(["scontrol", *args, "-o"], timeout_s, "the preflight is skipped")
     if r is None:
         return None
     if r.returncode != 0:
         lines = [line.strip() for line in r.stderr.splitlines() if line.strip()]
-        raise ControllerDown(lines[-1] if lines else f"exit status {r.returncode}")
+        if lines and UNREACHABLE.search(lines[-1]):
+            raise ControllerDown(lines[-1])
+        return None  # another refusal (e.g. PrivateData): the check is skipped, sbatch may still work
     return r.stdout
 
 

@@ -165,9 +165,11 @@ def test_cli_refuses_a_request_with_exit_2_and_one_line_before_writing(tmp_path)
 @pytest.mark.parametrize("stderr, shown", [
     ("slurm_load_partitions error: Unable to contact slurm controller (connect failure)",
      "scontrol: slurm_load_partitions error: Unable to contact slurm controller (connect failure))"),
-    ("", "scontrol: exit status 1)"),
+    ("slurm_load_node error: Socket timed out on send/recv operation",
+     "scontrol: slurm_load_node error: Socket timed out on send/recv operation)"),
 ])
-def test_a_scontrol_that_fails_refuses_the_launch_in_one_line(tmp_path, monkeypatch, stderr, shown):
+def test_a_scontrol_that_cannot_reach_the_controller_refuses_the_launch_in_one_line(tmp_path, monkeypatch, stderr,
+                                                                                   shown):
     """A stand-in scontrol (the down controller cannot be made here without SLURM; tests/slurm has the real one)
     that exits 1: the launch is refused, not waved through to an sbatch that would fail the same way."""
     bin_dir = tmp_path / "bin"
@@ -208,3 +210,16 @@ def test_a_scontrol_that_never_answers_is_announced_bounded_and_not_asked_again(
                    "commands are not asked again by this command"]
     t0 = time.monotonic()
     assert read_max_array_size() == 1001 and time.monotonic() - t0 < 1
+
+
+@pytest.mark.parametrize("stderr", ["", "slurm_load_partitions error: Access/permission denied"])
+def test_a_scontrol_that_fails_for_another_reason_skips_the_check(tmp_path, monkeypatch, stderr):
+    """A site may hide partitions or nodes (PrivateData): scontrol then fails, but sbatch can work, so the preflight
+    is skipped rather than refusing every launch (a stand-in scontrol, as above)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    v, _ = preflight(opts(partition="gpu"))
+    assert not v.refused and not v.checked and v.note == "scontrol did not answer"
