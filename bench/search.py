@@ -3,6 +3,7 @@
     python bench/search.py            # 3 seeds x 96 trials per method, width 64 (4 min on 2 shared cores)
     python bench/search.py --quick    # 1 seed x 32 trials, batches 16 and 4: a smoke run of every part (1.7 min)
     python bench/search.py --out DIR  # where the figure and results.json go (default: a new temporary folder)
+    python bench/search.py --quick --ceiling-sizes 1,2,4,8,16,32,64,128   # + per-trial cost against group size
 
 One search space on two moons (n_samples 1024, batch 32, width 64, T 8, 4 epochs, w_optimizer sgd, seed 0),
 maximising accuracy_best over train.h_lr (log 1e-3..1), train.w_lr (log 1e-4..1e-1), train.w_momentum (0..0.95)
@@ -386,6 +387,28 @@ def ceiling(bench: Bench, n: int) -> dict[str, float]:
             "ceiling_ratio_wall": alone_wall / group_wall}
 
 
+def ceiling_curve(bench: Bench, sizes: Sequence[int]) -> dict[int, float]:
+    """CPU-seconds per trial of a warm leaky_relu program trained n trials at once, per n in `sizes` (training
+    only): where the curve flattens, a group is compute-bound and batching buys nothing more on this device."""
+    out: dict[int, float] = {}
+    offset = 10_000
+    for n in sizes:
+        def configs(k: int) -> list[dict[str, Any]]:
+            nonlocal offset
+            offset += k
+            return [Study(STUDY, {}, bench.base).config({"train.h_lr": 0.01 * (1 + (offset + i) / 1e6)}).to_mapping()
+                    for i in range(k)]
+
+        with bench.measured(Cost()):
+            bench.train(configs(n))  # compile (or reuse) the program of this size
+            reps = max(1, 64 // n)
+            c0 = cpu_s()
+            for _ in range(reps):
+                bench.train(configs(n))
+            out[n] = (cpu_s() - c0) / (reps * n)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/search.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, budget 32, batch 16")
@@ -404,12 +427,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-variant", action="store_true",
                         help="skip the throughput variant without model.activation")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run roots (their path is printed)")
+    parser.add_argument("--ceiling-sizes", default="",
+                        help="also print CPU-seconds per trial of warm programs of these group sizes, e.g. "
+                             "1,2,4,8,16,32,64,128 (where it flattens, batching buys nothing more here)")
     args = parser.parse_args(argv)
     args.budget = args.budget or (32 if args.quick else 96)
     args.batch = args.batch or (16 if args.quick else 32)
     if args.small_batch is None:
         args.small_batch = 4 if args.quick else 8
     args.seeds = args.seeds or (1 if args.quick else 3)
+    try:
+        args.ceiling_sizes = [int(x) for x in args.ceiling_sizes.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--ceiling-sizes: got {args.ceiling_sizes!r}; expected integers, e.g. 1,8,32")
+    if any(n < 1 or n > 4096 for n in args.ceiling_sizes):
+        parser.error("--ceiling-sizes: each size must be 1 to 4096")
     if min(args.budget, args.batch, args.seeds, args.width, args.epochs, args.T) < 1 or args.small_batch < 0:
         parser.error("--budget, --batch, --seeds, --width, --epochs and --T must be >= 1, --small-batch >= 0")
     t_start = time.perf_counter()
@@ -492,6 +524,7 @@ def run(args: argparse.Namespace, out: Path, work: Path, t_start: float) -> int:
                     variant_warm[name] = fn(0, fixed)
             log(f"  compute ceiling: one trial alone against {args.batch} in one call ...")
             ceil = ceiling(bench, args.batch)
+            curve = ceiling_curve(bench, args.ceiling_sizes) if args.ceiling_sizes else {}
         finally:
             search_worker.PcsweepTask = task_call
 
@@ -539,6 +572,9 @@ def run(args: argparse.Namespace, out: Path, work: Path, t_start: float) -> int:
     log(f"  compute ceiling (warm leaky_relu programs, training only): one trial alone "
         f"{ceil['alone_cpu_s_per_trial']:.3f} CPU-s, in a call of {args.batch} {ceil['group_cpu_s_per_trial']:.3f} "
         f"CPU-s per trial: {ceil['ceiling_ratio']:.2f}x ({ceil['ceiling_ratio_wall']:.2f}x per wall-second)")
+    if curve:
+        log("  CPU-s per trial of a warm program of n trials (training only): " + ", ".join(
+            f"n={n} {v * 1000:.1f} ms" for n, v in curve.items()))
     log("")
     log(f"(b) best accuracy_best within the first n trials, mean [min, max] over {args.seeds} seed(s):")
     for line in table(runs, checkpoints, labels):
@@ -558,6 +594,7 @@ def run(args: argparse.Namespace, out: Path, work: Path, t_start: float) -> int:
         **{f"no_activation_{k}": v for k, v in r_var_cold.items()},
         **{f"no_activation_warm_{k}": v for k, v in r_var_warm.items()},
         **ceil,
+        "ceiling_curve_cpu_s_per_trial": {str(n): v for n, v in curve.items()},
         "trials_per_cpu_s": {m: c.trials / c.cpu_s for m, c in total.items()},
         "cost": {m: vars(c) for m, c in total.items()},
         "warm_cost": {m: vars(r.cost) for m, r in warm.items()},
