@@ -134,18 +134,21 @@ def _ends_at_budget(run, study: str, budget: int, interrupted: list[int]) -> Non
 def test_cancel_stops_every_worker_and_a_relaunch_completes_the_budget(run):
     """`launch cancel` of a search: both workers' jobs end (SLURM lists none), their RUNNING trials stay until the
     relaunch's worker finds their owners gone, fails them and asks them again."""
-    grid = grid_from_mapping(search_doc(run.name, 8, [8], n_samples=8192), source=f"{run.name}.yaml")
+    # 300 epochs of 512 batches: a round trains for seconds, so the cancel most likely lands inside one
+    grid = grid_from_mapping(search_doc(run.name, 8, [8], n_samples=8192, epochs=300), source=f"{run.name}.yaml")
     (study,) = [s.name for s in grid.search.studies]
     sub = launch(grid, run.options(workers=2))
     interrupted = wait_for(lambda: _running(run, study), 120, "a RUNNING trial")
     assert cancel(run.name, run.root) == [sub.arrays[0].job_id]
     wait_for(lambda: squeue(run.name) == {} or None, 60, "SLURM to list no job of the run")
     assert run.status().workers_active == 0
-    assert _running(run, study)  # a cancelled worker cannot fail its own trials: the next one does
+    stranded = _running(run, study) or []  # a cancelled worker cannot fail its own trials: the next one must
     launch(grid, run.options(workers=1))
     run.wait_status(lambda r: r.workers_active == 0 and r.studies and r.studies[0]["left"] == 0, 240,
                     "the study at its budget")
-    _ends_at_budget(run, study, 8, interrupted)
+    _ends_at_budget(run, study, 8, interrupted + stranded)
+    by_number = {t.number: t for t in trials_of(run, study)}
+    assert all(by_number[n].state == TrialState.FAIL for n in stranded), "a trial left RUNNING was not failed"
 
 
 def test_a_worker_signalled_before_its_time_limit_is_requeued_and_the_study_ends_at_its_budget(run):
