@@ -162,6 +162,16 @@ def test_cli_refuses_a_request_with_exit_2_and_one_line_before_writing(tmp_path)
     assert not (tmp_path / "runs").exists()
 
 
+def stand_in_scontrol(tmp_path: Path, monkeypatch, body: str) -> None:
+    """An `scontrol` first on PATH that runs the shell `body` (a stand-in: a controller that is down or stuck
+    cannot be made on demand without SLURM; tests/slurm has the real one)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\n{body}\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+
+
 @pytest.mark.parametrize("stderr, shown", [
     ("slurm_load_partitions error: Unable to contact slurm controller (connect failure)",
      "scontrol: slurm_load_partitions error: Unable to contact slurm controller (connect failure))"),
@@ -172,11 +182,7 @@ def test_a_scontrol_that_cannot_reach_the_controller_refuses_the_launch_in_one_l
                                                                                    shown):
     """A stand-in scontrol (the down controller cannot be made here without SLURM; tests/slurm has the real one)
     that exits 1: the launch is refused, not waved through to an sbatch that would fail the same way."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
-    (bin_dir / "scontrol").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    stand_in_scontrol(tmp_path, monkeypatch, f"echo '{stderr}' >&2\nexit 1")
     v, o = preflight(opts(partition="gpu"))
     assert v.refused and v.checked and v.down and o.cpus is None
     assert v.message().startswith("SLURM does not answer here (") and shown in v.message()
@@ -196,11 +202,7 @@ def test_a_scontrol_that_never_answers_is_announced_bounded_and_not_asked_again(
 
     from launch.plan import read_max_array_size
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text("#!/bin/sh\nexec sleep 60\n")
-    (bin_dir / "scontrol").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    stand_in_scontrol(tmp_path, monkeypatch, "exec sleep 60")
     t0 = time.monotonic()
     v, _ = preflight(opts(partition="gpu"), timeout_s=3)
     assert not v.checked and v.note == "scontrol did not answer" and 2.5 < time.monotonic() - t0 < 10
@@ -216,10 +218,6 @@ def test_a_scontrol_that_never_answers_is_announced_bounded_and_not_asked_again(
 def test_a_scontrol_that_fails_for_another_reason_skips_the_check(tmp_path, monkeypatch, stderr):
     """A site may hide partitions or nodes (PrivateData): scontrol then fails, but sbatch can work, so the preflight
     is skipped rather than refusing every launch (a stand-in scontrol, as above)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
-    (bin_dir / "scontrol").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    stand_in_scontrol(tmp_path, monkeypatch, f"echo '{stderr}' >&2\nexit 1")
     v, _ = preflight(opts(partition="gpu"))
     assert not v.refused and not v.checked and v.note == "scontrol did not answer"

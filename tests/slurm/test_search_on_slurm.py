@@ -75,39 +75,6 @@ def test_three_workers_end_each_study_at_exactly_its_budget_of_24(run, widths):
     assert merged.expected_source == "trial sets" and not merged.missing and merged.complete >= 1
 
 
-def test_a_killed_worker_costs_no_budget(run):
-    # 8,192 samples: a batch trains for seconds, so the kill lands while its trials are RUNNING
-    grid = grid_from_mapping(search_doc(run.name, 8, [8], n_samples=8192), source=f"{run.name}.yaml")
-    (study,) = [s.name for s in grid.search.studies]
-    launch(grid, run.options(workers=1))
-    # wait until the worker has asked a batch (RUNNING trials in the journal), then kill its job hard
-    asked = wait_for(lambda: [t.number for t in trials_of(run, study) if t.state == TrialState.RUNNING]
-                     if run.paths.folder.joinpath("optuna", f"{study}.log").exists() else None, 120,
-                     "a RUNNING trial")
-    subprocess.run(["scancel", "--signal", "KILL", "--full", "-n", f"pcsweep-{run.name}"], capture_output=True,
-                   timeout=30)
-    subprocess.run(["scancel", "-n", f"pcsweep-{run.name}"], capture_output=True, timeout=30)
-    run.wait_status(lambda r: r.workers_active == 0, 60, "the killed worker gone")
-    launch(grid, run.options(workers=1))  # the relaunch's worker fails dead owners' trials and asks them again
-    run.wait_status(lambda r: r.workers_active == 0 and r.studies and r.studies[0]["left"] == 0, 240,
-                    "the study at its budget")
-    trials = trials_of(run, study)
-    assert [t.state for t in trials].count(TrialState.COMPLETE) == 8  # exactly the budget, kill or not
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    # each trial the kill interrupted either finished before it landed or was failed and asked again
-    by_number = {t.number: t for t in trials}
-    retried = {t.user_attrs.get("retry_of") for t in trials} - {None}
-    for number in asked:
-        assert by_number[number].state == TrialState.COMPLETE or (
-            by_number[number].state == TrialState.FAIL and number in retried), by_number[number]
-    for path in sorted(run.paths.shards_dir.glob("*.h5")):
-        with open_shard(path):  # every shard left behind is whole (the kill loses at most the group in flight)
-            pass
-    collect.collect(run.name, run.root, progress=False)
-    collected = set(collect.load_summary(run.name, run.root)["trial_id"])
-    assert {t.user_attrs["trial_id"] for t in trials if t.state == TrialState.COMPLETE} <= collected
-
-
 def _running(run, study: str) -> list[int] | None:
     """Optuna numbers of the study's RUNNING trials; None until some exist."""
     if not run.paths.folder.joinpath("optuna", f"{study}.log").exists():
@@ -129,6 +96,28 @@ def _ends_at_budget(run, study: str, budget: int, interrupted: list[int]) -> Non
     collect.collect(run.name, run.root, progress=False)
     collected = set(collect.load_summary(run.name, run.root)["trial_id"])
     assert {t.user_attrs["trial_id"] for t in trials if t.state == TrialState.COMPLETE} <= collected
+
+
+def test_a_killed_worker_costs_no_budget(run):
+    # 8,192 samples: a batch trains for seconds, so the kill lands while its trials are RUNNING
+    grid = grid_from_mapping(search_doc(run.name, 8, [8], n_samples=8192), source=f"{run.name}.yaml")
+    (study,) = [s.name for s in grid.search.studies]
+    launch(grid, run.options(workers=1))
+    # wait until the worker has asked a batch (RUNNING trials in the journal), then kill its job hard
+    asked = wait_for(lambda: _running(run, study), 120, "a RUNNING trial")
+    subprocess.run(["scancel", "--signal", "KILL", "--full", "-n", f"pcsweep-{run.name}"], capture_output=True,
+                   timeout=30)
+    subprocess.run(["scancel", "-n", f"pcsweep-{run.name}"], capture_output=True, timeout=30)
+    run.wait_status(lambda r: r.workers_active == 0, 60, "the killed worker gone")
+    launch(grid, run.options(workers=1))  # the relaunch's worker fails dead owners' trials and asks them again
+    run.wait_status(lambda r: r.workers_active == 0 and r.studies and r.studies[0]["left"] == 0, 240,
+                    "the study at its budget")
+    for path in sorted(run.paths.shards_dir.glob("*.h5")):
+        with open_shard(path):  # every shard left behind is whole (the kill loses at most the group in flight)
+            pass
+    # exactly the budget, kill or not; each trial the kill interrupted finished before it landed or was failed and
+    # asked again; collect finds every complete trial
+    _ends_at_budget(run, study, 8, asked)
 
 
 def test_cancel_stops_every_worker_and_a_relaunch_completes_the_budget(run):
