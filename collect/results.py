@@ -20,6 +20,7 @@ from collect.probe import ShardInfo, open_probed
 from collect.rows import Copied, read_rows
 from collect.shards import now
 from contracts.atomic import tmp_path
+from contracts.cli import errors_name
 from contracts.paths import RunPaths
 from contracts.shard import BLOCKS, ShapeKey, ShardError
 
@@ -172,16 +173,12 @@ class ResultsWriter:
                     rows = [i for i, t in enumerate(b.trial_ids) if t in wanted]
                     if rows:
                         plans.append(read_rows(info.path, fd, size, b, datasets, rows))
-                try:
+                with errors_name(self.final if self.in_place else self.tmp):  # raw pwrites into the results file
                     for p in plans:
                         if p.offsets is not None:
                             self.store.add_raw(p.copied, p.block.shape_key, provenance, fd, p.offsets, p.rows)
                         elif p.data is not None:
                             self.store.add(p.data, provenance)
-                except OSError as e:  # raw pwrite into the results file: say which file (a full disk, ...)
-                    if e.filename is not None or e.errno is None:
-                        raise
-                    raise OSError(e.errno, e.strerror, str(self.final if self.in_place else self.tmp)) from e
             finally:
                 os.close(fd)
         return [p.copied for p in plans]

@@ -11,11 +11,12 @@ do, with exit status 2 (130 for Ctrl-C); `PCSWEEP_DEBUG=1` shows the traceback i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -69,6 +70,18 @@ def os_error_line(error: OSError) -> str:
     name = errno.errorcode.get(code, "") if code else ""
     fix = _FIXES.get(code, "check the path, its file system and its permissions, then run again")
     return f"{where}: {meaning}{f' ({name})' if name else ''}; {fix}"
+
+
+@contextlib.contextmanager
+def errors_name(path: str | os.PathLike) -> Iterator[None]:
+    """Inside the block, an OSError that names no file (a write on a raw descriptor: a full disk, a read-only
+    remount) is raised again naming `path`, so that the one-line error says which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 def root_path(text: str) -> Path:

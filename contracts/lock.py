@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from contracts.cli import errors_name
+
 UNREADABLE_STALE_S = 60.0  # an empty or unreadable lock record older than this is a dead writer's
 
 
@@ -81,11 +83,11 @@ class RunLock:
         except FileExistsError:
             return False
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with errors_name(self.path), os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(self._record(), f)
-        except OSError as e:  # a full or read-only disk: leave no empty lock behind to block the next run
+        except OSError:  # a full or read-only disk: leave no empty lock behind to block the next run
             self.path.unlink(missing_ok=True)
-            raise OSError(e.errno, e.strerror, str(self.path)) from e
+            raise
         return True
 
     def _age_s(self) -> float:

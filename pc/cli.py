@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from contracts.cli import writable_file_target
+from contracts.cli import errors_name, writable_file_target
 from contracts.config import ConfigError, TrialConfig, valid_keys
 from contracts.overrides import merge_config, parse_overrides
 from pc.trials import TrialFailure, iter_trial_results, provenance
@@ -98,12 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(result, TrialFailure):
         print(f"python -m pc: trial {result.trial_id} failed: {result.error}", file=sys.stderr)
         return 1
-    try:
+    with errors_name(args.out):  # the disk filled or went read-only while training: say which file
         path = write_shard(args.out, [result], attrs=provenance())
-    except OSError as e:  # the disk filled or went read-only while training: say which file
-        if e.filename is not None or e.errno is None:
-            raise
-        raise OSError(e.errno, e.strerror, str(args.out)) from e
     print("\n".join(summary_lines(result)))
     print(f"wrote {path}")
     return 0
