@@ -13,15 +13,12 @@ import os
 def environment_problem() -> str | None:
     """A PCSWEEP_* setting of pc that is not valid (the variable named, with the fix), or None. Checked before
     any training, so a typo costs nothing (it used to surface deep inside the first group, unnamed)."""
-    from pc.memory import MAX_GROUP_ENV, MEM_ENV, env_mem_gb
+    from pc.memory import MEM_ENV, env_max_group, env_mem_gb
     from pc.transposed import env_mode
 
-    checks = [env_mode]
+    checks = [env_mode, env_max_group]
     if os.environ.get(MEM_ENV, "").strip():
         checks.append(env_mem_gb)
-    value = os.environ.get(MAX_GROUP_ENV, "").strip()
-    if value and (not value.isdigit() or int(value) < 1):
-        return f"${MAX_GROUP_ENV}: got {value!r}; expected an integer >= 1 (e.g. 4096)"
     for check in checks:
         try:
             check()

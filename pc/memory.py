@@ -74,16 +74,24 @@ def memory_budget() -> float:
     return max(0.0, DEFAULT_MEM_GB * 2**30 - live_bytes())
 
 
+def env_max_group() -> int | None:
+    """$PCSWEEP_MAX_GROUP, checked (ValueError naming the variable when it is not an integer >= 1); None unset."""
+    value = os.environ.get(MAX_GROUP_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"${MAX_GROUP_ENV}: got {value!r}; expected an integer >= 1 (e.g. 4096)")
+    return int(value)
+
+
 def max_group_size() -> int:
     """The largest group: $PCSWEEP_MAX_GROUP, else 32 on CPU (bit-identical trials) and 4096 on accelerators.
 
     Raises ValueError naming the variable when it is not an integer >= 1.
     """
-    value = os.environ.get(MAX_GROUP_ENV, "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"${MAX_GROUP_ENV}: got {value!r}; expected an integer >= 1 (e.g. 4096)")
-        return int(value)
+    value = env_max_group()
+    if value is not None:
+        return value
     import jax  # lazy, as above
 
     return CPU_EXACT_MAX_GROUP if jax.devices()[0].platform == "cpu" else ACCELERATOR_MAX_GROUP
