@@ -98,5 +98,6 @@ def max_group_size() -> int:
 
 
 __all__ = [
-    "DEFAULT_MEM_GB", "MAX_GROUP_ENV", "MEM_ENV", "live_bytes", "max_group_size", "memory_budget", "per_trial_bytes",
+    "DEFAULT_MEM_GB", "MAX_GROUP_ENV", "MEM_ENV", "env_max_group", "env_mem_gb", "live_bytes", "max_group_size",
+    "memory_budget", "per_trial_bytes",
 ]
