@@ -7,11 +7,11 @@ of it is written, and its trials fall back to the next-newest valid copy, if any
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from tqdm import tqdm
 
+from collect.expected import recorded_grid
 from collect.merge_state import Kept, ShardEntry, State, winners
 from collect.probe import ShardChanged, ShardInfo, probe
 from collect.results import ResultsWriter
@@ -19,23 +19,6 @@ from collect.shards import set_aside
 from collect.summary import Parts
 from contracts.paths import RunPaths
 from contracts.shard import ShardError, ShardUnreadable
-
-
-def recorded_grid(paths: RunPaths) -> tuple[str, str | None]:
-    """The grid the run folder's own records name (its submission manifests, written at launch), and a note when
-    that is not the folder's name: a renamed run folder's shards are its own, not foreign."""
-    manifests = sorted(paths.submissions_dir.glob("*.json")) if paths.submissions_dir.is_dir() else []
-    for manifest in manifests:
-        try:
-            name = json.loads(manifest.read_text(encoding="utf-8")).get("grid")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(name, str) and name:
-            if name == paths.grid:
-                return name, None
-            return name, (f"{paths.folder}: its manifests name grid {name!r} (the folder was renamed?): shards of "
-                          f"{name!r} are taken as its own")
-    return paths.grid, None
 
 
 def probe_shards(paths: RunPaths, names: Iterable[str], notes: list[str] | None = None) -> list[ShardInfo]:

@@ -9,25 +9,53 @@ are unknown. Failed trials are the
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 from contracts.failures import failure_reason, read_failures
 from contracts.paths import RunPaths
 from grids.launched import launched_trials
 
 
+def _manifests(paths: RunPaths, notes: list[str]) -> Iterator[tuple[Path, dict]]:
+    """(path, document) of every readable `submissions/*.json` object, oldest first; the others become notes."""
+    for manifest in sorted(paths.submissions_dir.glob("*.json")) if paths.submissions_dir.is_dir() else []:
+        try:
+            doc = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            notes.append(f"{manifest}: unreadable submission manifest ({e}); skipped")
+            continue
+        if isinstance(doc, dict):
+            yield manifest, doc
+        else:
+            notes.append(f"{manifest}: unreadable submission manifest (a JSON {type(doc).__name__}); skipped")
+
+
 def _from_submissions(paths: RunPaths, notes: list[str]) -> set[str] | None:
     """The union of the trial ids of every `submissions/*.json`, or None when there is none."""
     ids: set[str] = set()
     found = False
-    for manifest in sorted(paths.submissions_dir.glob("*.json")) if paths.submissions_dir.is_dir() else []:
+    for manifest, doc in _manifests(paths, notes):
         try:
-            doc = json.loads(manifest.read_text(encoding="utf-8"))
             for trial_ids in doc["tasks"].values():
                 ids.update(trial_ids)
             found = True
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:
             notes.append(f"{manifest}: unreadable submission manifest ({e}); skipped")
     return ids if found else None
+
+
+def recorded_grid(paths: RunPaths) -> tuple[str, str | None]:
+    """The grid the run folder's own records name (its submission manifests, written at launch), and a note when
+    that is not the folder's name: a renamed run folder's shards are its own, not foreign."""
+    for _, doc in _manifests(paths, []):  # unreadable ones are reported by expected_trial_ids
+        name = doc.get("grid")
+        if isinstance(name, str) and name:
+            if name == paths.grid:
+                return name, None
+            return name, (f"{paths.folder}: its manifests name grid {name!r} (the folder was renamed?): shards of "
+                          f"{name!r} are taken as its own")
+    return paths.grid, None
 
 
 def expected_trial_ids(paths: RunPaths) -> tuple[set[str] | None, str, list[str]]:

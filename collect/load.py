@@ -6,7 +6,6 @@ trial id -> (block, row) from the `trial_id` columns, and read only the rows ask
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,7 +15,7 @@ import h5py
 import numpy as np
 
 from collect.blockstore import PROVENANCE, RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
-from collect.merge_state import updating_marker
+from collect.merge_state import recorded_summary_size, updating_marker
 from collect.summary import read_table
 from contracts.paths import RunPaths
 from contracts.shard import ARRAY_NAMES, BLOCKS, BlockInfo, ShardError, TrialResult, check_blocks, read_block
@@ -127,12 +126,9 @@ def check_summary(paths: RunPaths) -> str | None:
         if not size or f.read(1) != b"\n":
             raise SummaryChanged(f"{paths.summary}: {'empty' if not size else 'ends mid-line'} (truncated: a full "
                                  f"disk or a copy cut short?); {fix}")
-    try:
-        recorded = json.loads(paths.collect_state.read_text(encoding="utf-8")).get("summary")
-    except (OSError, ValueError, AttributeError):
-        return None  # no state (a copied summary alone, an old collect): the last-line check is all there is
-    if isinstance(recorded, list) and recorded and recorded[0] != size:
-        return (f"{paths.summary}: {size} bytes, but the last collect wrote {recorded[0]}: cut short or edited "
+    recorded = recorded_summary_size(paths)  # None without a state (a summary copied alone): no size to compare
+    if recorded is not None and recorded != size:
+        return (f"{paths.summary}: {size} bytes, but the last collect wrote {recorded}: cut short or edited "
                 f"since; if you did not edit it, {fix}")
     return None
 

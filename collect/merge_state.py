@@ -75,6 +75,15 @@ def file_stamp(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+def recorded_summary_size(paths: RunPaths) -> int | None:
+    """The size of summary.csv that the last collect recorded in its state, or None (no readable state)."""
+    try:
+        stamp = json.loads(paths.collect_state.read_text(encoding="utf-8")).get("summary")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return stamp[0] if isinstance(stamp, list) and stamp and isinstance(stamp[0], int) else None
+
+
 def load_state(paths: RunPaths) -> tuple[State | None, str]:
     """The state of the last collect if it still matches results.h5 and the summary, else (None, why)."""
     path = paths.collect_state
