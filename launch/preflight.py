@@ -217,7 +217,8 @@ UNREACHABLE = re.compile(r"contact slurm controller|connection refused|connect f
 
 
 class ControllerDown(Exception):
-    """scontrol is here but exited with an error (e.g. "Unable to contact slurm controller"): sbatch would fail too."""
+    """scontrol is here but cannot reach the controller ("Unable to contact slurm controller", ...): sbatch would
+    fail the same way."""
 
 
 def _scontrol(*args: str, timeout_s: float) -> str | None:
@@ -242,7 +243,7 @@ def read_partitions(timeout_s: float = SCONTROL_TIMEOUT_S) -> list[Partition] | 
     """Every partition with its nodes, from scontrol; None when scontrol is missing or does not answer in time.
 
     Raises:
-        ControllerDown: scontrol answered with an error.
+        ControllerDown: scontrol cannot reach the controller.
     """
     parts_text = _scontrol("show", "partition", timeout_s=timeout_s)
     nodes_text = _scontrol("show", "node", timeout_s=timeout_s)
