@@ -16,6 +16,7 @@ Exit 1 when mutmut fails or a module scores under `--fail-under`.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import re
@@ -64,8 +65,14 @@ def module_of(meta: Path, mutants: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def selected(module: str, wanted: list[str]) -> bool:
-    return not wanted or any(module == w or module.startswith(w + ".") for w in wanted)
+def patterns(wanted: list[str]) -> list[str]:
+    """mutmut's name filters: a dotted module or package `m` -> `m.*`; an entry with `*` is a filter already
+    (`plots.fig_lr_scaling.x_panel_rows*`: one function's mutants, as mutmut names them)."""
+    return [w if "*" in w else f"{w}.*" for w in wanted]
+
+
+def selected(name: str, wanted: list[str]) -> bool:
+    return not wanted or any(fnmatch.fnmatch(name, p) for p in patterns(wanted))
 
 
 def scores(mutants: Path, wanted: list[str]) -> list[ModuleScore]:
@@ -73,9 +80,7 @@ def scores(mutants: Path, wanted: list[str]) -> list[ModuleScore]:
     out = []
     for meta in sorted(mutants.rglob("*.py.meta")):
         module = module_of(meta, mutants)
-        if not selected(module, wanted):
-            continue
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        codes = {k: v for k, v in json.loads(meta.read_text())["exit_code_by_key"].items() if selected(k, wanted)}
         if not codes:
             continue
         score = ModuleScore(module)
@@ -133,10 +138,17 @@ def prepare_copy(tests: list[str]) -> Path:
 def run_mutmut(root: Path, wanted: list[str], max_children: int) -> int:
     """`mutmut run` in `root`, its output in mutants/make-mutation.log (it draws spinners)."""
     mutants = root / "mutants"
+    # mutmut regenerates a module's mutants only when its source is newer than the copy in mutants/: a module newly
+    # added to only_mutate keeps its old unmutated copy (and "nothing matches"), so a changed list starts afresh
+    only_mutate = json.dumps(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"])
+    marker = mutants / ".only_mutate.json"
+    if mutants.exists() and (not marker.exists() or marker.read_text() != only_mutate):
+        shutil.rmtree(mutants)
     mutants.mkdir(exist_ok=True)
+    marker.write_text(only_mutate)
     shutil.copy2(Path(__file__).with_name("sitecustomize.py"), mutants / "sitecustomize.py")
     log_path = mutants / "make-mutation.log"
-    cmd = [str(MUTMUT), "run", "--max-children", str(max_children), *[f"{m}.*" for m in wanted]]
+    cmd = [str(MUTMUT), "run", "--max-children", str(max_children), *patterns(wanted)]
     print("$", " ".join(cmd), f"(in {root}; output: {log_path})", flush=True)
     with log_path.open("w") as log:
         rc = subprocess.run(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -157,7 +169,8 @@ def print_diffs(root: Path, results: list[ModuleScore]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modules", default="", help="comma-separated dotted modules or packages (default: all "
-                        "of [tool.mutmut] only_mutate), e.g. launch.status,contracts.shard")
+                        "of [tool.mutmut] only_mutate), e.g. launch.status,contracts.shard; an entry with * is "
+                        "a mutmut name filter, e.g. plots.fig_lr_scaling.x_panel_rows*")
     parser.add_argument("--tests", default="", help="comma-separated test files or folders replacing the "
                         "[tool.mutmut] selection (runs in build/mutation-<hash>/)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutants (2 shared cores: 1 or 2)")
