@@ -1,7 +1,7 @@
 """`make mutation`: run mutmut 3 on the modules of `[tool.mutmut] only_mutate` and print a score per module.
 
 Usage: .venv/bin/python tests/mutation/run.py [--modules launch.status,collect.tally] [--tests FILES]
-       [--max-children 1] [--fail-under 85] [--diffs] [--report-only]
+       [--target NAME] [--max-children 1] [--fail-under 85] [--diffs] [--report-only]
 
 mutmut copies the packages into `mutants/`, runs the selected fast-tier tests once to learn which tests reach
 which function, then runs, for each mutant, only those tests (`-x`: the first failure kills it). Results are kept
@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MUTMUT = Path(sys.executable).parent / "mutmut"
+TARGETS = Path(__file__).with_name("targets.toml")  # named module + test selections (CI scores them)
 BUILD = REPO / "build"  # a run with --tests works in build/mutation-<hash of the selection>/, a repository copy
 SELECTION = re.compile(r"^pytest_add_cli_args_test_selection = \[[^\]]*\]", re.MULTILINE)
 # mutmut's exit codes (mutmut/stats.py), folded into the few verdicts a score needs
@@ -57,6 +58,15 @@ class ModuleScore:
     @property
     def percent(self) -> float:
         return 100.0 * self.killed / self.total if self.total else 100.0
+
+
+def read_targets(path: Path = TARGETS) -> dict[str, dict]:
+    """targets.toml: name -> {modules, tests, est_s}; each target's test files must exist."""
+    targets = tomllib.loads(path.read_text())
+    for name, target in targets.items():
+        if not target.get("modules") or not target.get("tests"):
+            raise SystemExit(f"{path}: target [{name}] needs `modules` and `tests`")
+    return targets
 
 
 def module_of(meta: Path, mutants: Path) -> str:
@@ -173,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                         "a mutmut name filter, e.g. plots.fig_lr_scaling.x_panel_rows*")
     parser.add_argument("--tests", default="", help="comma-separated test files or folders replacing the "
                         "[tool.mutmut] selection (runs in build/mutation-<hash>/)")
+    parser.add_argument("--target", default="", help="a named selection of tests/mutation/targets.toml (its "
+                        "modules and tests), e.g. fixed")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutants (2 shared cores: 1 or 2)")
     parser.add_argument("--fail-under", type=float, default=0.0, help="exit 1 if a module scores under this %%")
     parser.add_argument("--diffs", action="store_true", help="print the diff of every mutant not killed")
@@ -180,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wanted = [m.strip() for m in args.modules.split(",") if m.strip()]
     tests = [t.strip() for t in args.tests.split(",") if t.strip()]
+    if args.target:
+        targets = read_targets()
+        if args.target not in targets:
+            parser.error(f"--target {args.target}: not in {TARGETS.name} (it has: {', '.join(targets)})")
+        wanted, tests = targets[args.target]["modules"], targets[args.target]["tests"]
     t0 = time.monotonic()
     root = copy_root(tests) if tests and args.report_only else (prepare_copy(tests) if tests else REPO)
     if not args.report_only and run_mutmut(root, wanted, args.max_children):
