@@ -40,15 +40,13 @@ from typing import Any
 
 from contracts.atomic import write_json_atomic
 from contracts.config import TrialConfig, static_key
+from contracts.shapes import FAMILIES, batch_flops, layer_dims, train_batches
 
 SCHEMA = "pcsweep-calibration"
 VERSION = 1
 FOLDER = ".calibration"  # under the run root
 CACHE_LOAD_S = 0.1  # reading one program from the persistent compilation cache, beyond its trace and lowering
 MIN_TRIAL_S = 0.05  # floor per trial: dispatch, metric transfers and result writing of even the tiniest trial
-IMAGE_TRAIN_SIZE = 60_000  # fashion_mnist and mnist train sets
-FAMILIES = {"two_moons": "toy", "two_circles": "toy", "fashion_mnist": "images", "mnist": "images"}
-N_CLASSES = {"two_moons": 2, "two_circles": 2, "fashion_mnist": 10, "mnist": 10}
 
 
 class CalibrationError(ValueError):
@@ -257,31 +255,6 @@ def find_calibration(root: Path, platform: str) -> Calibration | None:
 
 # --- the estimate ------------------------------------------------------------------------------------------
 
-def dims_of(cfg: TrialConfig) -> tuple[int, ...]:
-    """Layer widths [in, h, ..., out] of a trial (as `pc.train.dims_of`, without loading the data)."""
-    d, m = cfg.data, cfg.model
-    d_in = (d.resize or 28) ** 2 if FAMILIES[d.dataset] == "images" else 2
-    n_out = d.n_classes or N_CLASSES[d.dataset]
-    return (d_in, *([m.width] * (m.n_layers - 2)), n_out)
-
-
-def train_batches(cfg: TrialConfig) -> int:
-    """Train batches per epoch (whole batches only, as `pc.datasets` cuts them)."""
-    if FAMILIES[cfg.data.dataset] == "images":
-        samples = min(IMAGE_TRAIN_SIZE, cfg.data.train_subset or IMAGE_TRAIN_SIZE)  # the first N (data.train_subset)
-    else:
-        samples = cfg.data.n_samples
-    return max(1, samples // cfg.data.batch_size)
-
-
-def batch_flops(dims: Sequence[int], kind: str, T: int, batch_size: int) -> float:
-    """Matmul FLOPs of one trial-batch (`pc.train.flops_per_trial_epoch` per batch, without the test pass)."""
-    m = [2 * a * b for a, b in zip(dims[:-1], dims[1:])]
-    fwd, later = sum(m), sum(m[1:])
-    per_sample = m[0] + (2 * T + 1) * later + fwd if kind == "pc" else 2 * fwd + later
-    return float(per_sample * batch_size)
-
-
 def _at_width(shape: ShapeCost, width: int) -> tuple[int, ...]:
     """The measured shape's dims with another hidden width (in = h = out for a constant-width shape)."""
     if shape.constant_width:
@@ -332,7 +305,7 @@ def estimate(cal: Calibration, cfg: TrialConfig, group: int = 1) -> Estimate | N
     if not family:
         return None
     per_batch, shape = _per_batch(family, cfg.model.width, group)
-    dims = dims_of(cfg)
+    dims = layer_dims(cfg)
     per_batch *= batch_flops(dims, cfg.model.kind, cfg.train.T, cfg.data.batch_size) / batch_flops(
         _at_width(shape, cfg.model.width), shape.kind, shape.T, shape.batch_size)
     seconds = max(MIN_TRIAL_S, per_batch * train_batches(cfg) * cfg.train.epochs)
@@ -356,6 +329,6 @@ def program_key(cfg: TrialConfig) -> str:
 
 __all__ = [
     "CACHE_LOAD_S", "FOLDER", "MIN_TRIAL_S", "SCHEMA", "VERSION", "Calibration", "CalibrationError", "Estimate",
-    "GroupCost", "ShapeCost", "batch_flops", "calibration_from_dict", "dims_of", "estimate", "file_name",
-    "find_calibration", "program_key", "read_calibration", "to_dict", "train_batches", "write_calibration",
+    "GroupCost", "ShapeCost", "calibration_from_dict", "estimate", "file_name",
+    "find_calibration", "program_key", "read_calibration", "to_dict", "write_calibration",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 from contracts.config import TrialConfig
 from grids.grid import Grid
 from launch.options import LaunchOptions
+from launch.plan import FLOP_MODEL_SPREAD
 from launch.prepare import LaunchPlan, prepare_launch
 from launch.sbatch import render_sbatch
 
@@ -144,7 +145,9 @@ def _estimate_line(d: DryRun) -> str:
         if e.get("flop_groups"):
             line += f" ({e['flop_groups']} groups it has no comparable shape for: FLOP model)"
     else:
-        line = "estimate: FLOP model (no calibration; run python -m pc.calibrate)"
+        low, high = FLOP_MODEL_SPREAD
+        line = (f"estimate: FLOP model (no calibration: a trial's time may be {low:g}-{high:g}x this estimate, small "
+                "shapes the most; run python -m pc.calibrate)")
     return f"{line}; projected {d.device_hours:,} {d.platform} device-hours"
 
 

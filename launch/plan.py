@@ -33,19 +33,20 @@ from dataclasses import dataclass, field
 
 from contracts.calibration import MIN_TRIAL_S, Calibration, Estimate, estimate, program_key
 from contracts.config import PER_TRIAL_KEYS, TrialConfig, static_key
+from contracts.shapes import MAX_GROUP, trial_flops
 from grids.sweep import fast_trial_id
 from launch.scheduler_call import run_scheduler
 
 DEFAULT_TASK_MINUTES = 30.0
-# Effective FLOP/s of one task's batched training; rough, for sizing tasks only (measured:
-# ~5e10 on one CPU core for two moons width 1024; a GPU is taken as 100x that).
-FLOPS_PER_S = {"cuda": 5e12, "cpu": 5e10}
+# Effective FLOP/s (`contracts.shapes.trial_flops` per second) of one task without a calibration. CPU: fitted to the
+# 2-thread CPU calibration of 2026-12-07 (docs/pc.md): with it the FLOP model projects the three paper grids within
+# -20%..+2% of the calibration (1,169 CPU-hours), while one shape's measured rate ranges from 7e9 (two moons width
+# 32: overhead-bound) to 1.8e11 FLOP/s (FashionMNIST PC width 2048). A GPU is taken as 100x that, unmeasured.
+FLOPS_PER_S = {"cuda": 1.45e13, "cpu": 1.45e11}
+FLOP_MODEL_SPREAD = (0.8, 20.0)  # a shape's measured time over the FLOP model's, smallest and largest of that table
 GROUP_OVERHEAD_S = 60.0  # jax import, data load and one compile per group in a task
-TRAIN_SIZE = {"fashion_mnist": 60_000, "mnist": 60_000}
-N_CLASSES = {"two_moons": 2, "two_circles": 2, "fashion_mnist": 10, "mnist": 10}
 MAX_ARRAY_SIZE_FALLBACK = 1001
 OPEN_BINS = 32  # tasks still open to whole groups while packing
-MAX_GROUP = {"cpu": 32, "cuda": 4096}  # pc.memory.max_group_size: the most trials one program runs at once
 
 
 @dataclass(frozen=True)
@@ -163,26 +164,17 @@ def task_key(trial_ids: Sequence[str]) -> str:
 
 
 def estimate_trial_seconds(cfg: TrialConfig, *, flops_per_s: float = FLOPS_PER_S["cuda"]) -> float:
-    """Rough run time of one trial: ~6 FLOPs per weight per sample per inference step.
+    """Rough run time of one trial: its matmul FLOPs (`contracts.shapes.trial_flops`, the count the calibration
+    and the trainer use) over a throughput.
 
     Args:
         cfg: the trial.
         flops_per_s: effective throughput of one task (see FLOPS_PER_S).
 
     Returns:
-        Seconds, excluding compile time (counted per group by `pack_tasks`).
+        Seconds, excluding compile time (counted per group by `pack_tasks`), never below MIN_TRIAL_S.
     """
-    d, m, t = cfg.data, cfg.model, cfg.train
-    if d.dataset in TRAIN_SIZE:
-        n_in = (d.resize or 28) ** 2
-        samples = min(TRAIN_SIZE[d.dataset], d.train_subset or TRAIN_SIZE[d.dataset])
-    else:
-        n_in = 2
-        samples = d.n_samples
-    samples = samples // d.batch_size * d.batch_size
-    n_out = d.n_classes or N_CLASSES[d.dataset]
-    weights = n_in * m.width + m.width * m.width + m.width * n_out
-    return max(MIN_TRIAL_S, 6.0 * weights * samples * t.epochs * (t.T + 1) / flops_per_s)
+    return max(MIN_TRIAL_S, trial_flops(cfg) / flops_per_s)
 
 
 @dataclass

@@ -35,14 +35,12 @@ from contracts.calibration import (
     Calibration,
     GroupCost,
     ShapeCost,
-    batch_flops,
-    dims_of,
-    train_batches,
     write_calibration,
 )
 from contracts.cli import OneLineParser, root_path, run_command
 from contracts.config import TrialConfig
 from contracts.paths import default_root
+from contracts.shapes import batch_flops, layer_dims, train_batches
 
 WIDTHS = (32, 128, 512, 1024, 2048, 4096)
 CONSTANT_WIDTHS = (196, 784, 2304)  # in = h = out = resize^2 = n_classes
@@ -105,14 +103,14 @@ def default_shapes(quick: bool) -> tuple[str, ...]:
 
 def _timed_batches(cfg: TrialConfig, n: int, s: Settings) -> int:
     """A power of two of batches (at most a full epoch) whose epoch of `n` trials takes about the target."""
-    per_batch = n * batch_flops(dims_of(cfg), cfg.model.kind, cfg.train.T, cfg.data.batch_size)
+    per_batch = n * batch_flops(layer_dims(cfg), cfg.model.kind, cfg.train.T, cfg.data.batch_size)
     want = s.target_epoch_s * ASSUMED_FLOPS[s.platform] / per_batch
     k = 2 ** max(1, math.ceil(math.log2(max(want, 1.0))))
     return min(k, train_batches(cfg))
 
 
 def _estimated_epoch_s(cfg: TrialConfig, n: int, batches: int, platform: str) -> float:
-    return n * batches * batch_flops(dims_of(cfg), cfg.model.kind, cfg.train.T,
+    return n * batches * batch_flops(layer_dims(cfg), cfg.model.kind, cfg.train.T,
                                      cfg.data.batch_size) / ASSUMED_FLOPS[platform]
 
 
@@ -190,7 +188,7 @@ def _groups_for(cfg: TrialConfig, s: Settings) -> list[tuple[int, int]]:
     out = []
     for n in s.groups:
         batches = _timed_batches(cfg, n, s)
-        fits = n * per_trial_bytes(dims_of(cfg), cfg.data.batch_size, cfg.train.T, batches) <= budget
+        fits = n * per_trial_bytes(layer_dims(cfg), cfg.data.batch_size, cfg.train.T, batches) <= budget
         fast = _estimated_epoch_s(cfg, n, batches, s.platform) <= s.max_program_s
         if not out or (fits and fast):
             out.append((n, batches))
@@ -199,7 +197,7 @@ def _groups_for(cfg: TrialConfig, s: Settings) -> list[tuple[int, int]]:
 
 def _shape_cost(cfg: TrialConfig, groups: Sequence[GroupCost], timed: int) -> ShapeCost:
     return ShapeCost(dataset=cfg.data.dataset, kind=cfg.model.kind, width=cfg.model.width, T=cfg.train.T,
-                     batch_size=cfg.data.batch_size, constant_width=cfg.model.constant_width, dims=dims_of(cfg),
+                     batch_size=cfg.data.batch_size, constant_width=cfg.model.constant_width, dims=layer_dims(cfg),
                      n_batches=train_batches(cfg), timed_batches=timed, groups=tuple(groups))
 
 

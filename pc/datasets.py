@@ -30,8 +30,8 @@ import numpy as np
 
 from contracts.config import DataConfig
 from contracts.datafiles import IDX_FILES, DataError, find_data_dir, idx_path
+from contracts.shapes import N_CLASSES
 
-N_CLASSES = {"two_moons": 2, "two_circles": 2, "fashion_mnist": 10, "mnist": 10}
 # Pixel mean and std after /255 (the paper's constants).
 NORMALISATION = {"fashion_mnist": (0.28604, 0.35302), "mnist": (0.1307, 0.3081)}
 SOURCES = {

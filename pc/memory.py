@@ -13,13 +13,14 @@ import math
 import os
 from collections.abc import Sequence
 
+from contracts.shapes import MAX_GROUP
+
 DEFAULT_MEM_GB = 4.0  # CPU budget of one group's arrays; env PCSWEEP_GROUP_MEM_GB overrides
 MEM_ENV = "PCSWEEP_GROUP_MEM_GB"
 ACCELERATOR_FRACTION = 0.5  # of the device's memory, before what is already in use is subtracted
 MAX_GROUP_ENV = "PCSWEEP_MAX_GROUP"
-CPU_EXACT_MAX_GROUP = 32  # on CPU, groups of 2..32 give bit-identical trials; from 64 on, XLA vectorizes
-# over the trial axis and the metrics can differ by a few ulps (docs/pc.md, tests/pc/test_pc_memory.py)
-ACCELERATOR_MAX_GROUP = 4096
+CPU_EXACT_MAX_GROUP = MAX_GROUP["cpu"]  # groups of 2..32 give bit-identical trials (contracts.shapes.MAX_GROUP)
+ACCELERATOR_MAX_GROUP = MAX_GROUP["cuda"]
 
 
 def per_trial_bytes(dims: Sequence[int], batch_size: int, T: int, n_batches: int = 0) -> int:

@@ -40,6 +40,7 @@ import pcx.predictive_coding as pxc
 import pcx.utils as pxu
 
 from contracts.config import TrialConfig, static_key
+from contracts.shapes import batch_flops, forward_flops, layer_dims
 from pc import state_init, state_steps
 from pc.memory import per_trial_bytes
 from pc.model import build_model, init_weights, set_weights
@@ -81,9 +82,8 @@ class StateRule:
 
 
 def dims_of(cfg: TrialConfig, d_in: int, n_classes: int) -> tuple[int, ...]:
-    """[in, h, h, out] (n_layers = 4)."""
-    h = cfg.model.width
-    return (d_in,) + (h,) * (cfg.model.n_layers - 2) + (n_classes,)
+    """[in, h, h, out] (n_layers = 4) for the data as loaded (`contracts.shapes.layer_dims`)."""
+    return layer_dims(cfg, d_in, n_classes)
 
 
 def w_optimizer_factory(name: str):
@@ -446,23 +446,13 @@ def padded_size(n: int, sizes: Sequence[int]) -> int:
 def flops_per_trial_epoch(cfg: TrialConfig, d_in: int, n_classes: int, n_batches: int, n_test: int) -> float:
     """Matmul FLOPs one trial-epoch performs (2 per multiply-add): the products XLA actually runs.
 
-    XLA merges repeated identical products (CSE), so each is counted once. Per training sample, with
-    m = the three layers' matmuls (2*in*out each) and m' = those of layers 2 and 3:
-    PC: the first layer once (the forward init, the hoisted u1 and the weight pass share it); the
-    later layers forward at the states h(0) = forward init, h(1), ..., h(T) (T + 1 times); their input
-    gradients in the T state steps (T times); the weight gradients m.
-    BP: the forward once (init and loss pass share it), the weight gradients m, the input gradients m'.
-    Test: one forward per sample. Elementwise work is not counted. tests/pc check this against the
-    dot instructions of the compiled program.
+    XLA merges repeated identical products (CSE), so each is counted once: `contracts.shapes.batch_flops` per
+    training batch (the one count the planner and the calibration use too), plus one forward per test sample.
+    tests/pc check this against the dot instructions of the compiled program.
     """
     dims = dims_of(cfg, d_in, n_classes)
-    m = [2 * a * b for a, b in zip(dims[:-1], dims[1:])]
-    fwd, later = sum(m), sum(m[1:])
-    if cfg.model.kind == "pc":
-        per_sample = m[0] + (cfg.train.T + 1) * later + cfg.train.T * later + fwd
-    else:
-        per_sample = fwd + fwd + later
-    return float(per_sample * cfg.data.batch_size * n_batches + fwd * n_test)
+    train = batch_flops(dims, cfg.model.kind, cfg.train.T, cfg.data.batch_size) * n_batches
+    return train + forward_flops(dims) * n_test
 
 
 __all__ = [

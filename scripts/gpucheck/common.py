@@ -100,7 +100,7 @@ def programs_of(attrs: dict[str, Any]) -> list[dict[str, Any]]:
 def validate_shard(path: Path, cfgs: Sequence[Any]) -> dict[str, Any]:
     """Open a shard with contracts.shard.open_shard (which validates the format) and check its trial ids,
     statuses and array shapes against the configs; returns problems, diverged count, median final accuracy."""
-    from contracts.calibration import train_batches
+    from contracts.shapes import train_batches
     from contracts.shard import STATUSES, open_shard
 
     want = {c.trial_id: c for c in cfgs}

@@ -17,18 +17,17 @@ from contracts.calibration import (
     Calibration,
     GroupCost,
     ShapeCost,
-    dims_of,
     estimate,
     program_key,
     to_dict,
-    train_batches,
     write_calibration,
 )
 from contracts.config import TrialConfig
+from contracts.shapes import layer_dims, train_batches
 from grids.grid import load_grid
 from launch.dryrun import dry_run, render_dry_run
 from launch.options import LaunchOptions, OptionsError
-from launch.plan import GROUP_OVERHEAD_S, CostModel, estimate_trial_seconds, pack_tasks
+from launch.plan import FLOPS_PER_S, GROUP_OVERHEAD_S, CostModel, estimate_trial_seconds, pack_tasks
 from launch.sbatch import CODE_ROOT
 
 
@@ -41,7 +40,7 @@ def shape(dataset: str, kind: str, width: int, per_epoch: dict[int, float], comp
     groups = tuple(GroupCost(n=n, compile_s=compile_s + n / 100, trial_epoch_s=s, epochs_timed=2)
                    for n, s in sorted(per_epoch.items()))
     return ShapeCost(dataset=dataset, kind=kind, width=width, T=cfg.train.T, batch_size=cfg.data.batch_size,
-                     constant_width=False, dims=dims_of(cfg), n_batches=train_batches(cfg), timed_batches=8,
+                     constant_width=False, dims=layer_dims(cfg), n_batches=train_batches(cfg), timed_batches=8,
                      groups=groups)
 
 
@@ -132,7 +131,7 @@ def test_plan_uses_the_calibration_per_group():
     cal = pack_tasks(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
     assert flop.estimate == "flop" and flop.calibration is None
     assert flop.tasks[0].est_s == pytest.approx(
-        2 * GROUP_OVERHEAD_S + sum(estimate_trial_seconds(c, flops_per_s=5e10) for c in trials), abs=0.1)
+        2 * GROUP_OVERHEAD_S + sum(estimate_trial_seconds(c, flops_per_s=FLOPS_PER_S["cpu"]) for c in trials), abs=0.1)
     assert cal.estimate == "calibration" and cal.calibration_date == CAL.date and cal.flop_groups == 0
     want = sum(seconds(c, 4) for c in trials) + (4.02 + 0.1) + (9.02 + 0.1)  # compile + data load per group
     assert sum(t.est_s for t in cal.tasks) == pytest.approx(want, abs=0.1)
@@ -144,8 +143,8 @@ def test_plan_falls_back_to_flops_for_shapes_the_calibration_lacks():
                                        "data.n_classes": 784, "model.width": 784, "model.constant_width": True})]
     plan = pack_tasks(trials, grid="g", task_minutes=60, cost=CostModel.for_platform("cpu", CAL))
     assert plan.estimate == "calibration" and plan.flop_groups == 1
-    assert plan.tasks[0].est_s == pytest.approx(GROUP_OVERHEAD_S + estimate_trial_seconds(trials[0],
-                                                                                           flops_per_s=5e10), abs=0.1)
+    flop_s = estimate_trial_seconds(trials[0], flops_per_s=FLOPS_PER_S["cpu"])
+    assert plan.tasks[0].est_s == pytest.approx(GROUP_OVERHEAD_S + flop_s, abs=0.1)
 
 
 def test_calibrated_sizing_splits_a_long_group_by_measured_seconds():
@@ -173,8 +172,8 @@ def test_dry_run_says_flop_model_without_a_calibration(demo, tmp_path):
     d = dry_run(demo, cpu_options(tmp_path))
     assert d.estimate == {"source": "flop", "file": None, "date": None, "flop_groups": 0}
     text = render_dry_run(d)
-    assert f"estimate: FLOP model (no calibration; run python -m pc.calibrate); projected {d.device_hours} cpu " \
-           "device-hours" in text
+    assert ("estimate: FLOP model (no calibration: a trial's time may be 0.8-20x this estimate, small shapes the "
+            f"most; run python -m pc.calibrate); projected {d.device_hours} cpu device-hours") in text
     assert "per shape (calibrated)" not in text
 
 
@@ -222,7 +221,7 @@ def test_constant_width_shapes_scale_in_and_out_with_the_width():
     for w, s in ((196, 3.0), (784, 40.0)):
         cfg = constant(w)
         shapes.append(ShapeCost(dataset="fashion_mnist", kind="pc", width=w, T=8, batch_size=128, constant_width=True,
-                                dims=dims_of(cfg), n_batches=train_batches(cfg), timed_batches=4,
+                                dims=layer_dims(cfg), n_batches=train_batches(cfg), timed_batches=4,
                                 groups=(GroupCost(n=2, compile_s=5.0, trial_epoch_s=s, epochs_timed=2),)))
     cal = dataclasses.replace(CAL, shapes=(*CAL.shapes, *shapes))
     at = {w: estimate(cal, constant(w), 2).trial_s / 8 for w in (196, 324, 784, 2304)}
