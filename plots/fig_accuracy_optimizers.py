@@ -2,8 +2,8 @@
 
 As `single_accuracy_plot`: rows with width 1024 and hard_tanh, boxplot x = γ (categorical), hue =
 optimiser, pooling all w_lr and seeds, ylim (0, 1). Fixes docs/paper-notes.md Q19 by keeping PC rows only. When
-width 1024 or hard_tanh is absent (small grids), the widest width and the first activation present
-are used instead, and the title says so.
+width 1024 or hard_tanh is absent (small grids), the widest width and the first activation present at that
+width are used instead, and the title says so.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ def choose_rows(summary: pd.DataFrame, dataset: str | None) -> tuple[pd.DataFram
     rows = for_dataset(summary, dataset)
     rows = require(rows[(rows["model.kind"] == "pc") & rows["optim"].isin(OPTIMS)],
                    f"model.kind=pc and optim in {OPTIMS} for {dataset}")
-    widths, acts = set(rows["model.width"]), list(dict.fromkeys(sorted(rows["model.activation"])))
+    widths = set(rows["model.width"])
     width = PAPER_WIDTH if PAPER_WIDTH in widths else max(widths)
+    # the activations run at that width (a grid need not cross every width with every activation)
+    acts = sorted(set(rows.loc[rows["model.width"] == width, "model.activation"]))
     act = PAPER_ACTIVATION if PAPER_ACTIVATION in acts else acts[0]
     rows = require(rows[(rows["model.width"] == width) & (rows["model.activation"] == act)
                         & rows["accuracy"].notna()], f"a finite accuracy at width {width}, {act} for {dataset}")

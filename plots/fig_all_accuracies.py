@@ -26,14 +26,23 @@ def _ordered(values: pd.Series, preferred) -> list[str]:
     return [v for v in preferred if v in present] + sorted(present - set(preferred))
 
 
-def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
-    """Box catplot of PC accuracy per γ: columns = width, rows = activation, hue = optimiser."""
+def choose_rows(summary: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+    """PC rows of SGD-0.9 and AdamW with a finite accuracy, labelled for the facets (Optimizer, Activation, Width).
+
+    A pure function of the summary so that the rows behind the boxes (no BP row, no other optimiser, no diverged
+    trial) are tested without drawing; SkipFigure when none is left.
+    """
     rows = for_dataset(summary, dataset)
     rows = require(rows[(rows["model.kind"] == "pc") & rows["optim"].isin(OPTIMS) & rows["accuracy"].notna()],
                    f"model.kind=pc, optim in {OPTIMS} and a finite accuracy for {dataset}")
-    rows = rows.assign(Optimizer=rows["optim"].map(style.OPTIMIZER_LABELS),
+    return rows.assign(Optimizer=rows["optim"].map(style.OPTIMIZER_LABELS),
                        Activation=rows["model.activation"].map(lambda a: style.ACTIVATION_LABELS.get(a, a)),
                        Width=rows["model.width"].astype(int))
+
+
+def draw(summary: pd.DataFrame, results: Path, dataset: str | None) -> Figure:
+    """Box catplot of PC accuracy per γ: columns = width, rows = activation, hue = optimiser."""
+    rows = choose_rows(summary, dataset)
     gammas = sorted(rows["train.h_lr"].unique())
     hue_order = [style.OPTIMIZER_LABELS[o] for o in OPTIMS if o in set(rows["optim"])]
     with plt.rc_context({"figure.constrained_layout.use": False}):  # FacetGrid lays out itself

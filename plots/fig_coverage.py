@@ -33,14 +33,15 @@ def counts(summary: pd.DataFrame, expected: pd.DataFrame | None) -> pd.DataFrame
     table = present.groupby(keys + ["state"]).size().unstack("state", fill_value=0)
     table = table.reindex(columns=list(STATES), fill_value=0)
     table["expected"] = table.sum(axis=1)
-    table.index = [_label(dict(zip(keys, k if isinstance(k, tuple) else (k,)))) for k in table.index]
+    table.index = [_label(dict(zip(keys, k))) for k in table.index]  # keys: 3 or 4 columns, so k is a tuple
     return table
 
 
 def _varies(summary: pd.DataFrame, expected: pd.DataFrame | None, col: str) -> bool:
-    values = set(summary.get(col, pd.Series(dtype=bool)))
-    if expected is not None:
-        values |= set(expected.get(col, pd.Series(dtype=bool)))
+    """Whether `col` takes more than one value over the present and the expected trials (a table may lack it)."""
+    values = set(summary[col]) if col in summary else set()
+    if expected is not None and col in expected:
+        values |= set(expected[col])
     return len(values) > 1
 
 

@@ -38,11 +38,18 @@ def panel_rows(summary: pd.DataFrame, dataset: str | None, constant_width: bool)
                          f"for {dataset}")
 
 
+def panel_points(rows: pd.DataFrame, bp: bool) -> pd.DataFrame:
+    """The points one panel averages: its rows with a finite accuracy; for BP each row twice, at γ and γ + 0.1
+    (the paper's trick: a flat segment per width). Pure, so what enters the means is tested without drawing."""
+    finite = rows[np.isfinite(rows["accuracy"])]
+    if bp:
+        finite = pd.concat([finite, finite.assign(**{"train.h_lr": finite["train.h_lr"] + BP_SEGMENT})])
+    return finite
+
+
 def _panel(ax: Axes, rows: pd.DataFrame, widths: list[int], palette: list, bp: bool) -> None:
     """One condition's lines on `ax` (trials without a finite accuracy are left out)."""
-    finite = rows[np.isfinite(rows["accuracy"])]
-    if bp:  # the paper's trick: a flat segment from γ to γ + 0.1
-        finite = pd.concat([finite, finite.assign(**{"train.h_lr": finite["train.h_lr"] + BP_SEGMENT})])
+    finite = panel_points(rows, bp)
     if finite.empty:
         ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
     else:
