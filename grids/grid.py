@@ -73,8 +73,8 @@ def grid_from_mapping(
     """
     if not isinstance(doc, Mapping):
         raise GridError(f"{source}: got {type(doc).__name__}; a grid file is a mapping with {', '.join(GRID_KEYS)}")
-    probe = Parser(source, {})
-    probe.mapping(doc, "", GRID_KEYS)
+    parser = Parser(source)  # checks each piece alone: the defaults play no part until the trials are built
+    parser.mapping(doc, "", GRID_KEYS)
     name = doc.get("name")
     try:
         check_grid_name(name, f"{source}: name")
@@ -83,16 +83,15 @@ def grid_from_mapping(
     description = doc.get("description") or ""
     if not isinstance(description, str):
         raise GridError(f"{source}: description: got {type(description).__name__}; expected text")
-    defaults = _nest(probe.mapping(doc.get("defaults"), "defaults"))
+    defaults = _nest(parser.mapping(doc.get("defaults"), "defaults"))
     for k in _flat_keys(defaults):
-        probe.key(k, f"defaults.{k}")
+        parser.key(k, f"defaults.{k}")
     full = _full_defaults(defaults, source, "defaults")
     sweep = doc.get("sweep")
     if sweep is None:
         sweep = [{}]
     if not isinstance(sweep, list) or not sweep:
         raise GridError(f"{source}: sweep: got {sweep!r}; expected a non-empty list of blocks")
-    parser = Parser(source, full)
     blocks = [parser.block(b, i) for i, b in enumerate(sweep)]
     swept = _swept_keys(blocks)
     search = parse_search(doc["search"], source=source, swept=swept) if "search" in doc else None
@@ -105,8 +104,6 @@ def grid_from_mapping(
         full = _full_defaults(defaults, source, "override", over)
         for key, value in over.items():
             set_dotted(defaults, key, value)  # the stored grid.yaml holds them as defaults
-        parser = Parser(source, full)
-        blocks = [parser.block(b, i) for i, b in enumerate(sweep)]
     top_rules = parser.rules(doc.get("exclude"), "exclude")
     n = count_trials(blocks, source)
     if n > MAX_TRIALS:

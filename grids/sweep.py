@@ -46,13 +46,15 @@ _SECTION_NAMES = {type(getattr(TrialConfig(), name)): name for name in _SECTIONS
 
 
 _SECTION_JSON: dict[Any, str] = {}
+# Entries the section-JSON cache holds before it starts over: bounds its memory on a long-lived process.
+_SECTION_CACHE_MAX = 200_000
 
 
 def _section_json(section: Any) -> str:
     """Canonical JSON of one config section, cached (sections are frozen, hashable dataclasses)."""
     text = _SECTION_JSON.get(section)
     if text is None:
-        if len(_SECTION_JSON) > 200_000:
+        if len(_SECTION_JSON) > _SECTION_CACHE_MAX:
             _SECTION_JSON.clear()
         name = _SECTION_NAMES[type(section)]
         text = _SECTION_JSON[section] = canonical_json(id_section(name, dataclasses.asdict(section)))
@@ -99,9 +101,8 @@ class _Block:
 class Parser:
     """Checks a grid document piece by piece, so errors point at the line the user wrote."""
 
-    def __init__(self, source: str, defaults: Mapping[str, Any]):
+    def __init__(self, source: str):
         self.source = source
-        self.defaults = defaults
         self.keys = set(valid_keys())
 
     def fail(self, where: str, message: str) -> GridError:
