@@ -139,7 +139,7 @@ def probe(path: Path, grid: str = "") -> ShardInfo:
         blocks = _probe_blocks(path, fid)
     except ShardError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:  # TypeError: an empty (null) attribute
         raise ShardError(f"{path}: unreadable HDF5 metadata (truncated or corrupt; rerun its task): {e}") from e
     finally:
         fid.close()

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,19 +41,62 @@ def process_start_time(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # field 22 (starttime); fields after the parenthesised command name, which may hold spaces
+    return start_time_from_stat(stat)
+
+
+def start_time_from_stat(stat: str) -> str | None:
+    """Field 22 (starttime) of a `/proc/<pid>/stat` line, or None when the line is cut short.
+
+    The fields are counted after the command name's closing parenthesis, the last one on the line: the name,
+    which the process chooses, may hold spaces and parentheses.
+    """
     fields = stat.rsplit(")", 1)[-1].split()
     return fields[19] if len(fields) > 19 else None
 
 
-def is_running(host: str, pid: int, start_time: str | None) -> bool | None:
-    """True/False when the process can be checked (same host), None when it is on another host."""
-    if host != socket.gethostname():
+def is_running(host: str, pid: int, start_time: str | None, *, this_host: str | None = None,
+               start_time_of: Callable[[int], str | None] = process_start_time) -> bool | None:
+    """True/False when the process can be checked (same host), None when it is on another host.
+
+    `this_host` (default: socket.gethostname()) and `start_time_of` (default: /proc) let tests decide it without
+    real processes.
+    """
+    if host != (socket.gethostname() if this_host is None else this_host):
         return None
     if pid <= 1:
         return False
-    now = process_start_time(pid)
+    now = start_time_of(pid)
     return now is not None and (start_time is None or now == start_time)
+
+
+def parse_lock_record(text: str) -> dict:
+    """The holder a lock file's text names, or {} when the record is empty or damaged (not a JSON object).
+
+    Never "no holder": a record that cannot be read is held by an unknown process (perhaps one still writing it)
+    and is judged by its age (`lock_is_stale`); read as released, `acquire` would retry forever at full CPU.
+    """
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def lock_is_stale(holder: Mapping, age_s: float, *, this_host: str | None = None,
+                  start_time_of: Callable[[int], str | None] = process_start_time) -> bool:
+    """Whether a lock with this holder record (`parse_lock_record`), `age_s` seconds old, may be taken over.
+
+    A holder on this host that is gone (no such pid, or the pid reused by a process that started at another
+    time) is stale. A record without a usable pid is stale only once older than UNREADABLE_STALE_S: a live
+    holder writes its record right after creating the file; a full disk or a kill leaves it empty. A holder
+    on another host is never stale (it cannot be checked from here).
+    """
+    try:
+        pid = int(holder["pid"])
+    except (KeyError, TypeError, ValueError):
+        return age_s > UNREADABLE_STALE_S
+    return is_running(str(holder.get("host", "")), pid, holder.get("start_time"), this_host=this_host,
+                      start_time_of=start_time_of) is False
 
 
 @dataclass
@@ -69,13 +113,14 @@ class RunLock:
                 "purpose": self.purpose, "created": datetime.now(UTC).isoformat(timespec="seconds")}
 
     def _holder(self) -> dict | None:
+        """The holder record; None only when there is no lock file (released)."""
         try:
-            holder = json.loads(self.path.read_text(encoding="utf-8"))
-            return holder if isinstance(holder, dict) else {}
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
-            return {}  # being written, or damaged: treated as held by an unknown process
+            return {}  # unreadable or not UTF-8: treated as held by an unknown process
+        return parse_lock_record(text)
 
     def _try(self) -> bool:
         try:
@@ -97,13 +142,8 @@ class RunLock:
             return 0.0
 
     def _stale(self, holder: dict) -> bool:
-        """A holder on this host that is gone, or a record still empty or unreadable after UNREADABLE_STALE_S (a
-        live holder writes its record right after creating the file; a full disk or a kill leaves it empty)."""
-        try:
-            pid = int(holder["pid"])
-        except (KeyError, TypeError, ValueError):
-            return self._age_s() > UNREADABLE_STALE_S
-        return is_running(str(holder.get("host", "")), pid, holder.get("start_time")) is False
+        """`lock_is_stale` for this lock file's holder and age."""
+        return lock_is_stale(holder, self._age_s())
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

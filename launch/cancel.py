@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from contracts.paths import RunPaths
@@ -25,15 +26,42 @@ class CancelError(RuntimeError):
     """scancel or squeue failed (the message names the command and its error)."""
 
 
+def slurm_job_ids(records: Iterable[ArrayRecord]) -> list[str]:
+    """The grid's submitted SLURM arrays (each once, numerically ordered); local and debug launches are not SLURM's."""
+    return sorted({r.job_id for r in records if r.executor == "slurm"}, key=int)
+
+
+def still_queued(job_ids: Sequence[str], queued: Iterable[str]) -> list[str]:
+    """Those of `job_ids` that squeue still lists, as array elements `<id>_<n>` or as the plain `<id>` of a one-task
+    launch (submitit submits a single task as a plain job): only these are scancelled, never another job
+    (`7` is not `71` nor `71_0`)."""
+    queued = list(queued)
+    return [j for j in job_ids if any(q == j or q.startswith(f"{j}_") for q in queued)]
+
+
+def local_launches(records: Iterable[ArrayRecord]) -> list[tuple[str, str]]:
+    """(stamp, job id) of each local and debug launch (both run under a `.running` marker), each once, in order."""
+    return sorted({(r.stamp, r.job_id) for r in records if r.executor in ("local", "debug")})
+
+
+def signal_plan(live: Sequence[LocalProcess], launcher: LocalProcess | None) -> list[tuple[LocalProcess, bool]]:
+    """(process, whether to its whole process group) for each verified live process of one local/debug launch.
+
+    Each task leads a process group of its own, whose children (as under apptainer) must stop with it even when
+    the launcher is gone; the launcher is signalled alone (its group may be the user's shell's).
+    """
+    return [(process, process != launcher) for process in live]
+
+
 def _cancel_slurm(grid: str, records: list[ArrayRecord]) -> list[str]:
-    slurm_ids = sorted({r.job_id for r in records if r.executor == "slurm"}, key=int)
+    slurm_ids = slurm_job_ids(records)
     if not slurm_ids:
         return []
     queue = squeue(grid)
     if queue is None:
         raise CancelError(f"squeue did not answer within {SCHEDULER_TIMEOUT_S:.0f} s; cannot tell which of "
                           f"{', '.join(slurm_ids)} are still queued. Retry, or scancel them by hand.")
-    live = [j for j in slurm_ids if any(q == j or q.startswith(f"{j}_") for q in queue)]
+    live = still_queued(slurm_ids, queue)
     if not live:
         return []
     try:
@@ -58,14 +86,13 @@ def _signal(process: LocalProcess, group: bool) -> None:
 
 def _cancel_local(paths: RunPaths, records: list[ArrayRecord]) -> list[str]:
     cancelled = []
-    for stamp, job_id in sorted({(r.stamp, r.job_id) for r in records if r.executor in ("local", "debug")}):
+    for stamp, job_id in local_launches(records):
         live, _ = live_processes(paths, stamp, job_id)
         if not live:
             continue
         marker = read_local_marker(paths, stamp)
-        launcher = marker.launcher if marker else None
-        for process in live:
-            _signal(process, group=process != launcher)
+        for process, group in signal_plan(live, marker.launcher if marker else None):
+            _signal(process, group=group)
         cancelled.append(job_id)
     return cancelled
 
