@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from launch.manifest import CODE_ROOT
+from contracts.provenance import CODE_ROOT
 from launch.task import LOCAL_JOB_ENV, LOCAL_LOG_ENV, PcsweepTask
 from launch.trial_states import LocalProcess
 

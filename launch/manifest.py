@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +22,6 @@ from contracts.atomic import write_json_atomic
 from contracts.paths import RunPaths
 from launch.trial_states import parse_local_job_id
 
-CODE_ROOT = Path(__file__).resolve().parents[1]
-# Packages whose versions go into the manifest (read from metadata; nothing is imported).
-VERSIONED = ("pcx", "jax", "jaxlib", "equinox", "optax", "submitit", "cloudpickle", "h5py", "numpy")
 MANIFEST_KEYS = ("grid", "stamp", "executor", "tasks", "arrays", "sbatch", "image", "python_command",
                  "git_sha", "git_dirty", "versions", "options")
 
@@ -50,31 +44,6 @@ def new_stamp(paths: RunPaths, now: datetime | None = None) -> str:
         os.close(fd)
         return stamp
     raise ManifestError(f"{paths.submissions_dir}: could not reserve a stamp for {base}")
-
-
-def git_state(code_root: Path = CODE_ROOT, timeout_s: float = 10) -> tuple[str, bool]:
-    """(sha, dirty) of the code that the tasks will import; ("unknown", True) outside git."""
-    try:
-        sha = subprocess.run(["git", "-C", str(code_root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=timeout_s)
-        dirty = subprocess.run(["git", "-C", str(code_root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=timeout_s)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown", True
-    if sha.returncode != 0:
-        return "unknown", True
-    return sha.stdout.strip(), bool(dirty.stdout.strip()) or dirty.returncode != 0
-
-
-def package_versions(names: Iterable[str] = VERSIONED) -> dict[str, str]:
-    """Installed versions from package metadata (no imports), plus the Python version."""
-    versions = {"python": sys.version.split()[0]}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def array_entry(job_id: str, task_keys: Iterable[str]) -> dict[str, Any]:

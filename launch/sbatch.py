@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from contracts.paths import RunPaths
+from contracts.provenance import CODE_ROOT  # the checkout whose `launch` and `pc` tasks import
 from launch import environment
 from launch.options import LaunchOptions
-
-CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout whose `launch` and `pc` tasks import
 
 
 def _abs(path: os.PathLike | str) -> str:

@@ -22,12 +22,13 @@ from typing import Any
 
 from contracts.lock import RunLock
 from contracts.paths import RunPaths
+from contracts.provenance import git_state, package_versions
 from contracts.trialset import trial_set_path, write_trial_set
 from grids.grid import Grid
 from launch.compat import GridConflictError, provisional_grid
 from launch.environment import apply_task_environment
 from launch.local import run_debug, run_local
-from launch.manifest import array_entry, array_records, git_state, new_stamp, package_versions, write_manifest
+from launch.manifest import array_entry, array_records, new_stamp, write_manifest
 from launch.options import LaunchOptions
 from launch.preflight import PreflightError, preflight, require_fit
 from launch.prepare import LaunchPlan, SubmissionError, only_indices, prepare_launch, run_paths

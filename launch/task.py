@@ -26,6 +26,7 @@ import os
 import socket
 import sys
 import traceback
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,10 +36,10 @@ from typing import Any
 from contracts.config import ConfigError, TrialConfig, static_key
 from contracts.failures import write_failure
 from contracts.paths import RunPaths
+from contracts.provenance import device_label, git_state, package_versions
 from contracts.shard import TrialResult, write_shard
 from grids.launched import launched_trials
 from launch.environment import apply_task_environment
-from launch.manifest import git_state, package_versions
 from launch.progress import ProgressMeter
 
 TRACEBACK_LINES = 30
@@ -69,6 +70,27 @@ def _log_paths(paths: RunPaths) -> list[str]:
 def shard_key(task_key: str, attempt: int) -> str:
     """The shard's task key for one attempt: `<task_key>` first, then `<task_key>.a<attempt>`."""
     return task_key if attempt == 0 else f"{task_key}.a{attempt}"
+
+
+def checkpoint_split(trial_ids: Sequence[str], finished: Iterable[str],
+                     failed: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The checkpoint's settled trials and the rest it requeues, each in task order.
+
+    Settled: every trial that finished (the checkpoint's shard holds it) or raised (its failure record is written and
+    `prior_failed` carries it: rerunning it would only raise again, and `--rerun-failed` is the way to retry it).
+    Requeued: every other trial of the task, so no trial is lost and none runs twice.
+    """
+    done = set(finished) | set(failed)
+    return tuple(t for t in trial_ids if t in done), tuple(t for t in trial_ids if t not in done)
+
+
+def single_part_is_whole(part_sizes: Sequence[int], finished: int) -> bool:
+    """Whether the attempt's shard can be its one part renamed: exactly one part, holding every finished trial.
+
+    A trial that finished after the last part (the group in flight when a time limit or the end arrives) is in
+    no part, so the shard must be written from every finished trial instead, or the trial is lost.
+    """
+    return len(part_sizes) == 1 and part_sizes[0] == finished
 
 
 def _free_shard_path(paths: RunPaths, key: str) -> tuple[str, Path]:
@@ -129,14 +151,15 @@ class PcsweepTask:
     _written: Path | None = field(default=None, init=False, repr=False, compare=False)
     _pending: list = field(default_factory=list, init=False, repr=False, compare=False)  # not in a part yet
     _parts: list = field(default_factory=list, init=False, repr=False, compare=False)  # part files written
+    _part_sizes: list = field(default_factory=list, init=False, repr=False, compare=False)  # trials in each part
     _group_left: set = field(default_factory=set, init=False, repr=False, compare=False)
     _record: Any = field(default=None, init=False, repr=False, compare=False)  # pc.record.RunRecord while running
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         # results never travel in pickles
-        state.update(_finished=[], _failed=[], _written=None, _pending=[], _parts=[], _group_left=set(),
-                     _record=None)
+        state.update(_finished=[], _failed=[], _written=None, _pending=[], _parts=[], _part_sizes=[],
+                     _group_left=set(), _record=None)
         return state
 
     @property
@@ -147,6 +170,7 @@ class PcsweepTask:
         """Run the trials; returns a small summary. Raises TaskError if any trial raised."""
         paths = self.paths
         self._finished, self._failed, self._written, self._pending, self._parts = [], [], None, [], []
+        self._part_sizes = []
         if not self.trial_ids:
             return self._summary(None)
         apply_task_environment(paths, None)
@@ -218,6 +242,7 @@ class PcsweepTask:
         _, path = _free_shard_path(paths, f"{key}.g{len(self._parts)}")
         self._parts.append(write_shard(path, self._pending, grid=self.grid, task_key=key,
                                        attrs={**self._attrs(), "part": len(self._parts)}))
+        self._part_sizes.append(len(self._pending))
         for trial in self._pending:
             paths.failed(trial.trial_id).unlink(missing_ok=True)
         self._pending = []
@@ -228,14 +253,14 @@ class PcsweepTask:
         if self._written is not None or not self._finished:
             return self._written
         key, path = _free_shard_path(paths, shard_key(self.task_key, self.attempt))
-        if len(self._parts) == 1 and not self._pending:
+        if single_part_is_whole(self._part_sizes, len(self._finished)):
             os.replace(self._parts[0], path)  # the part already says task_key=key; only its name changes
             self._written = path
         else:
             self._written = write_shard(path, self._finished, grid=self.grid, task_key=key, attrs=self._attrs())
             for part in self._parts:
                 part.unlink(missing_ok=True)
-        self._parts, self._pending = [], []
+        self._parts, self._part_sizes, self._pending = [], [], []
         for trial in self._finished:
             paths.failed(trial.trial_id).unlink(missing_ok=True)
         return self._written
@@ -265,8 +290,7 @@ class PcsweepTask:
         import submitit  # lazy: only the SLURM checkpoint hook needs it
 
         self._write_shard(self.paths)
-        settled = {t.trial_id for t in self._finished} | set(self._failed)
-        rest = tuple(t for t in self.trial_ids if t not in settled)
+        _, rest = checkpoint_split(self.trial_ids, (t.trial_id for t in self._finished), self._failed)
         print(f"pcsweep: checkpoint of task {self.task_key} attempt {self.attempt}: "
               f"{len(self._finished)} finished, {len(rest)} requeued", flush=True)
         return submitit.helpers.DelayedSubmission(PcsweepTask(
@@ -275,12 +299,14 @@ class PcsweepTask:
 
 
 def _device_kind() -> str:
-    """The JAX device kind if jax is already loaded by the trials (never imports it here)."""
+    """The device as every shard names it (`contracts.provenance.device_label`, e.g. `cpu:cpu`) if jax is already
+    loaded by the trials (never imports it here); "" before."""
     jax = sys.modules.get("jax")
     if jax is None:
         return ""
     try:
-        return str(jax.devices()[0].device_kind)
+        device = jax.devices()[0]
+        return device_label(device.platform, device.device_kind)
     except Exception:  # noqa: BLE001 - provenance only
         return ""
 

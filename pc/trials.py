@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import random
-import subprocess
 import sys
 import time
 import traceback as tb
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from contracts.config import ConfigError, TrialConfig, static_key, trial_id
+from contracts.provenance import run_provenance
 from contracts.shard import TrialResult, write_shard
 from pc.early_stop import epochs_to_train
 from pc.memory import max_group_size, memory_budget
@@ -265,30 +263,11 @@ def _mark_divergence(arrays: dict[str, np.ndarray], trained_epochs: int | None =
 
 
 def provenance() -> dict[str, Any]:
-    """Shard attributes: package versions (JSON), device kind, git sha and dirty flag."""
-    import importlib.metadata as md
-
+    """Shard attributes: package versions (JSON), device kind, XLA flags, git sha and dirty flag
+    (`contracts.provenance.run_provenance` for the device these trials run on)."""
     import jax
 
-    versions = {"python": platform.python_version()}
-    for pkg in ("pcx", "jax", "jaxlib", "equinox", "optax", "numpy", "h5py", "scikit-learn"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = ""
-    device = jax.devices()[0]
-    attrs: dict[str, Any] = {"versions": versions, "device_kind": f"{device.platform}:{device.device_kind}",
-                             "xla_flags": os.environ.get("XLA_FLAGS", "")}
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10)
-        if sha.returncode == 0:
-            attrs.update(git_sha=sha.stdout.strip(), git_dirty=bool(dirty.stdout.strip()))
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return attrs
+    return run_provenance(jax.devices()[0])
 
 
 def run_trials(

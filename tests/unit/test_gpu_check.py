@@ -201,7 +201,7 @@ def test_section_4_two_task_runs_valid_shards_and_the_second_hits_the_cache(quic
     for run in task["runs"]:
         with open_shard(run["shard"]) as shard:
             assert set(shard.trial_ids) == want
-            assert shard.attrs["grid"] == "gpu-check-task" and shard.attrs["device_kind"] == "cpu"
+            assert shard.attrs["grid"] == "gpu-check-task" and shard.attrs["device_kind"] == "cpu:cpu"
             programs = common.programs_of(shard.attrs)
         assert run["cache_hits"] == sum(p["cache_hits"] for p in programs)
         assert run["compile_s"] == pytest.approx(sum(p["compile_s"] for p in programs), abs=1e-3)
