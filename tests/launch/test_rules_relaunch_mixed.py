@@ -23,7 +23,7 @@ from launch.datacheck import check_data
 from launch.options import DEFAULT_MAX_ARRAY_SIZE, LaunchOptions, OptionsError
 from launch.plan import CostModel, pack_tasks
 from launch.preflight import Preflight
-from launch.prepare import SubmissionError, prepare_launch, queued_trials, select_trials
+from launch.prepare import SubmissionError, only_indices, prepare_launch, queued_trials, select_trials
 from launch.status import status_report, watch
 from launch.trial_states import LocalProcess, write_local_marker
 
@@ -217,3 +217,13 @@ def test_the_run_time_estimate_follows_the_platform_of_the_executor(tmp_path):
     assert est(LaunchOptions(root=root, executor="local")) == packed("cpu")
     assert est(LaunchOptions(root=root, executor="slurm", container=False)) == packed("cuda")
     assert est(LaunchOptions(root=root, executor="local", platform="cuda")) == packed("cuda")
+
+
+def test_only_ids_are_taken_once_each_in_grid_order():
+    grid = grid_from_mapping(copy.deepcopy(TINY))
+    first, second, third = grid.trial_ids[:3]
+    # given out of order and one twice: each trial once, in grid order (a trial twice would be submitted twice)
+    assert only_indices(grid, [third, first, third, second]) == [0, 1, 2]
+    assert only_indices(grid, []) == list(range(len(grid.trial_ids)))
+    with pytest.raises(OptionsError, match=r"--only nope: not a trial of grid .* \(1 of 2 id\(s\) unknown\)"):
+        only_indices(grid, [first, "nope"])
