@@ -59,8 +59,8 @@ gpu-check: | $(BIN)/python  ## on a GPU node, < 8 min: the 7 sections of docs/gp
 clean:  ## remove the demo run folder
 	rm -rf $(ROOT)/demo
 
-mutation: install-test  ## mutmut on the bookkeeping modules, a score per module (MODULES=launch.status,... to restrict)
-	$(BIN)/python tests/mutation/run.py --max-children $(or $(MUTATION_CHILDREN),1) $(if $(MODULES),--modules $(MODULES))
+mutation: install-test  ## mutmut on the bookkeeping modules, a score per module (MODULES=launch.status,... or TARGET=grids)
+	$(BIN)/python tests/mutation/run.py --max-children $(or $(MUTATION_CHILDREN),1) $(if $(MODULES),--modules $(MODULES)) $(if $(TARGET),--target $(TARGET))
 
 golden: install  ## re-record the golden dry-run and sbatch texts after an intended change (review the diff)
 	$(BIN)/python tests/launch/golden_cases.py
