@@ -13,7 +13,8 @@ import os
 import stat
 
 import pytest
-from test_mutants_status import SQUEUE_ARGS, TINY, Scheduler, counts, submit
+import test_mutants_status as status_cases
+from test_mutants_status import SQUEUE_ARGS, TINY, counts, submit
 
 from contracts.failures import write_failure
 from contracts.paths import RunPaths
@@ -30,21 +31,10 @@ from launch.trial_states import LocalProcess, write_local_marker
 DEAD = f"local:{os.uname().nodename}:999999999"  # a local launch whose process is gone
 
 
-@pytest.fixture
-def scheduler(tmp_path, monkeypatch) -> Scheduler:
-    """Stand-in `squeue` and `sacct` first on PATH (test_mutants_status.Scheduler)."""
-    s = Scheduler(tmp_path / "sched")
-    monkeypatch.setenv("PATH", f"{s.folder}{os.pathsep}{os.environ['PATH']}")
-    return s
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    """The 4-trial grid of test_mutants_status, stored in a run folder."""
-    grid = grid_from_mapping(copy.deepcopy(TINY), source="tiny.yaml")
-    paths = RunPaths.of("tiny", tmp_path / "runs")
-    store_grid(grid, paths)
-    return grid, paths
+# the fixtures of test_mutants_status: stand-in `squeue` and `sacct` first on PATH, and its 4-trial grid stored in a
+# run folder
+scheduler = status_cases.scheduler
+tiny = status_cases.tiny
 
 
 def live_local(paths, stamp: str) -> str:

@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -71,10 +72,9 @@ def module_files(module: str) -> list[str]:
 
 
 def touched(target: dict, changed: list[str]) -> bool:
-    from fnmatch import fnmatch
-
+    """Whether a changed file is one of the target's module files (a folder: any file under it) or test files."""
     files = [f for m in target["modules"] for f in module_files(m)] + list(target["tests"])
-    return any(c == f or (f.endswith("/") and c.startswith(f)) or fnmatch(c, f) for c in changed for f in files)
+    return any(fnmatch(c, f + "*" if f.endswith("/") else f) for c in changed for f in files)
 
 
 def main(argv: list[str] | None = None) -> int:
